@@ -1,0 +1,161 @@
+# -*- coding: utf-8 -*-
+# Copyright: edgeops.fleet contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Pure helpers for the lab: the device image recipe and the plan of containers.
+
+Private to the collection (leading underscore, as community.docker does); no I/O here so that
+everything is unit-tested in tests/unit/.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import hashlib
+import json
+import re
+
+# Bump when the build procedure itself (not its inputs) changes, so cached images are rebuilt.
+RECIPE_FORMAT = 1
+
+# Packages every lab device image needs to behave like a managed edge device: systemd as
+# PID 1, sshd for the controller, python3 for Ansible modules, dbus for hostnamectl/timedatectl.
+BASE_PACKAGES = (
+    "systemd",
+    "systemd-sysv",
+    "dbus",
+    "openssh-server",
+    "python3",
+    "python3-apt",
+    "sudo",
+    "iproute2",
+    "ca-certificates",
+)
+
+# Run inside the debootstrapped tree (chroot) before it is imported. Each step says why.
+CUSTOMIZE_SCRIPT = """set -eu
+# Host keys are made per container at first boot, never shared by every device of the image.
+rm -f /etc/ssh/ssh_host_*
+cat > /etc/systemd/system/lab-ssh-hostkeys.service <<'UNIT'
+[Unit]
+Description=Generate SSH host keys on first boot (edgeops lab)
+Before=ssh.service
+ConditionPathExists=!/etc/ssh/ssh_host_ed25519_key
+
+[Service]
+Type=oneshot
+ExecStart=/usr/bin/ssh-keygen -A
+
+[Install]
+WantedBy=multi-user.target
+UNIT
+mkdir -p /etc/systemd/system/multi-user.target.wants
+ln -sf /etc/systemd/system/lab-ssh-hostkeys.service /etc/systemd/system/multi-user.target.wants/
+ln -sf /usr/lib/systemd/system/ssh.service /etc/systemd/system/multi-user.target.wants/ssh.service
+# Units that cannot work in a container (no kernel modules, no consoles) are masked so the
+# device reaches "running" instead of "degraded".
+for unit in systemd-modules-load.service getty.target console-getty.service \\
+            systemd-firstboot.service sys-kernel-config.mount; do
+  ln -sf /dev/null "/etc/systemd/system/$unit"
+done
+# Each container gets its own machine-id at boot.
+: > /etc/machine-id
+rm -f /var/lib/dbus/machine-id
+mkdir -p /root/.ssh && chmod 0700 /root/.ssh
+apt-get clean
+rm -rf /var/lib/apt/lists/*
+"""
+
+_NAME_RE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,38}[a-z0-9])?$")
+
+MAX_DEVICES_PER_SITE = 99
+MAX_SITES = 50
+
+
+class LabPlanError(ValueError):
+    """A lab setting is out of range; the message names the setting."""
+
+
+def recipe_digest(suite, mirror, packages, script=CUSTOMIZE_SCRIPT):
+    """Return a short, stable digest of everything that decides the image's content."""
+    recipe = {
+        "format": RECIPE_FORMAT,
+        "suite": suite,
+        "mirror": mirror,
+        "packages": sorted(set(BASE_PACKAGES) | set(packages)),
+        "script": script,
+    }
+    blob = json.dumps(recipe, sort_keys=True, separators=(",", ":")).encode("utf-8")
+    return hashlib.sha256(blob).hexdigest()[:12]
+
+
+def image_tag(repository, suite, digest):
+    """The image reference a recipe builds: one tag per recipe, so a changed recipe rebuilds."""
+    return "%s:%s-%s" % (repository, suite, digest)
+
+
+def include_list(packages):
+    """Packages for debootstrap --include, base packages first, no duplicates."""
+    merged = list(BASE_PACKAGES)
+    for pkg in packages:
+        if pkg not in merged:
+            merged.append(pkg)
+    return ",".join(merged)
+
+
+def _check_int(name, value, low, high):
+    """Accept an int or a string of digits (``-e key=20`` passes a string)."""
+    message = "%s must be an integer between %d and %d, got %r" % (name, low, high, value)
+    if isinstance(value, str) and value.strip().isdigit():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise LabPlanError(message)
+    if not low <= value <= high:
+        raise LabPlanError(message)
+    return value
+
+
+def lab_plan(lab_name, sites=1, devices_per_site=3, ssh_port_base=42200, hubs=True):
+    """Plan the containers of a lab.
+
+    Ports are stable per slot (site index * 100 + slot, slot 0 being the hub), so growing or
+    shrinking one site never moves another host's SSH port and never recreates its container.
+    Returns a dict with ``hosts`` (one entry per container) and ``sites``.
+    """
+    if not isinstance(lab_name, str) or not _NAME_RE.match(lab_name):
+        raise LabPlanError(
+            "lab_name must be 1-40 lowercase letters, digits or '-', starting and ending with a "
+            "letter or digit, got %r" % (lab_name,))
+    sites = _check_int("lab_sites", sites, 1, MAX_SITES)
+    devices_per_site = _check_int("lab_devices_per_site", devices_per_site, 0, MAX_DEVICES_PER_SITE)
+    ssh_port_base = _check_int("lab_ssh_port_base", ssh_port_base, 1024, 65535)
+    highest = ssh_port_base + (sites - 1) * 100 + devices_per_site
+    if highest > 65535:
+        raise LabPlanError(
+            "lab_ssh_port_base %d leaves no room for %d site(s): the highest port would be %d"
+            % (ssh_port_base, sites, highest))
+
+    hosts = []
+    site_list = []
+    for site_index in range(sites):
+        site = "site%02d" % (site_index + 1)
+        network = "%s-%s" % (lab_name, site)
+        members = []
+        slots = [(0, "hub")] if hubs else []
+        slots += [(n, "device") for n in range(1, devices_per_site + 1)]
+        for slot, kind in slots:
+            host = "%s-hub" % site if kind == "hub" else "%s-dev%02d" % (site, slot)
+            container = "%s-%s" % (lab_name, host)
+            hosts.append({
+                "name": host,
+                "kind": kind,
+                "site": site,
+                "container": container,
+                "network": network,
+                "volume": "%s-docker" % container,
+                "ssh_port": ssh_port_base + site_index * 100 + slot,
+            })
+            members.append(host)
+        site_list.append({"name": site, "network": network, "hosts": members})
+    return {"lab_name": lab_name, "hosts": hosts, "sites": site_list}
+

@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# Install everything edgeops.fleet needs on a Debian machine (run as root), idempotently:
+#   - Debian packages: Docker Engine (docker.io), debootstrap, ssh client, python3-venv;
+#   - a Docker Engine that answers (started by hand when no service manager runs);
+#   - the pinned Python tools in .venv/ (ansible 12.3 with its bundled collections, molecule, ...).
+# Source it or run it; afterwards use .venv/bin/ansible-playbook (or `. .venv/bin/activate`).
+set -euo pipefail
+repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$repo"
+
+log() { printf '\n==> %s\n' "$*"; }
+
+need_pkgs=()
+command -v dockerd >/dev/null || need_pkgs+=(docker.io)
+command -v debootstrap >/dev/null || need_pkgs+=(debootstrap)
+command -v ssh >/dev/null || need_pkgs+=(openssh-client)
+command -v git >/dev/null || need_pkgs+=(git)
+python3 -c 'import ensurepip, venv' 2>/dev/null || need_pkgs+=(python3-venv)
+if [ "${#need_pkgs[@]}" -gt 0 ]; then
+  log "Installing Debian packages: ${need_pkgs[*]}"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+    "${need_pkgs[@]}" ca-certificates tar >/dev/null
+fi
+
+if ! docker info >/dev/null 2>&1; then
+  if [ -d /run/systemd/system ]; then
+    log "Starting Docker Engine with systemd"
+    systemctl start docker
+  else
+    # No service manager as PID 1 (CI, containers): run dockerd in the background.
+    log "Starting dockerd in the background (log: /var/log/edgeops-dockerd.log)"
+    nohup dockerd >/var/log/edgeops-dockerd.log 2>&1 &
+  fi
+  for _ in $(seq 1 60); do docker info >/dev/null 2>&1 && break; sleep 1; done
+  docker info >/dev/null 2>&1 || { echo "Docker Engine did not start; see /var/log/edgeops-dockerd.log" >&2; exit 1; }
+fi
+
+stamp=$(cat requirements.txt constraints.txt | sha256sum | cut -c1-16)
+if [ "$(cat .venv/.edgeops-stamp 2>/dev/null)" != "$stamp" ]; then
+  log "Installing the pinned Python tools into .venv/"
+  python3 -m venv .venv
+  .venv/bin/pip install -q --upgrade pip
+  .venv/bin/pip install -q -r requirements.txt -c constraints.txt
+  echo "$stamp" > .venv/.edgeops-stamp
+fi
+log "Ready: $(.venv/bin/ansible --version | head -1), $(docker version --format 'Docker Engine {{.Server.Version}}')"

@@ -1,0 +1,82 @@
+# -*- coding: utf-8 -*-
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import pytest
+
+from ansible_collections.edgeops.fleet.plugins.module_utils import _lab
+
+
+def test_default_plan_has_one_hub_and_three_devices_with_stable_ports():
+    plan = _lab.lab_plan("edgeops-lab")
+    assert [(h["name"], h["kind"], h["ssh_port"]) for h in plan["hosts"]] == [
+        ("site01-hub", "hub", 42200),
+        ("site01-dev01", "device", 42201),
+        ("site01-dev02", "device", 42202),
+        ("site01-dev03", "device", 42203),
+    ]
+    dev = plan["hosts"][1]
+    assert dev["container"] == "edgeops-lab-site01-dev01"
+    assert dev["volume"] == "edgeops-lab-site01-dev01-docker"
+    assert dev["network"] == "edgeops-lab-site01"
+    assert plan["sites"] == [{"name": "site01", "network": "edgeops-lab-site01",
+                              "hosts": ["site01-hub", "site01-dev01", "site01-dev02", "site01-dev03"]}]
+
+
+def test_resizing_a_site_keeps_other_ports():
+    small = {h["name"]: h["ssh_port"] for h in _lab.lab_plan("lab", sites=2, devices_per_site=2)["hosts"]}
+    big = {h["name"]: h["ssh_port"] for h in _lab.lab_plan("lab", sites=2, devices_per_site=20)["hosts"]}
+    for name, port in small.items():
+        assert big[name] == port
+    assert big["site02-hub"] == 42300
+    assert big["site02-dev20"] == 42320
+
+
+def test_fifty_devices_fit_and_names_are_unique():
+    plan = _lab.lab_plan("lab", sites=1, devices_per_site=50)
+    names = [h["container"] for h in plan["hosts"]]
+    ports = [h["ssh_port"] for h in plan["hosts"]]
+    assert len(names) == 51 and len(set(names)) == 51 and len(set(ports)) == 51
+
+
+def test_hubs_can_be_left_out():
+    plan = _lab.lab_plan("m", devices_per_site=1, hubs=False)
+    assert [h["name"] for h in plan["hosts"]] == ["site01-dev01"]
+
+
+def test_string_numbers_from_extra_vars_are_accepted():
+    assert len(_lab.lab_plan("lab", sites="2", devices_per_site="4")["hosts"]) == 10
+
+
+@pytest.mark.parametrize("kwargs, key", [
+    (dict(lab_name="Bad_Name"), "lab_name"),
+    (dict(lab_name="-x"), "lab_name"),
+    (dict(lab_name="lab", sites=0), "lab_sites"),
+    (dict(lab_name="lab", sites=True), "lab_sites"),
+    (dict(lab_name="lab", devices_per_site=100), "lab_devices_per_site"),
+    (dict(lab_name="lab", devices_per_site="many"), "lab_devices_per_site"),
+    (dict(lab_name="lab", ssh_port_base=80), "lab_ssh_port_base"),
+    (dict(lab_name="lab", sites=3, ssh_port_base=65400), "lab_ssh_port_base"),
+])
+def test_bad_settings_are_refused_naming_the_setting(kwargs, key):
+    with pytest.raises(_lab.LabPlanError) as err:
+        _lab.lab_plan(**kwargs)
+    assert key in str(err.value)
+
+
+def test_recipe_digest_changes_with_every_input_and_only_then():
+    base = _lab.recipe_digest("trixie", "http://m", ["less"])
+    assert base == _lab.recipe_digest("trixie", "http://m", ["less", "less"])
+    assert base != _lab.recipe_digest("bookworm", "http://m", ["less"])
+    assert base != _lab.recipe_digest("trixie", "http://other", ["less"])
+    assert base != _lab.recipe_digest("trixie", "http://m", ["less", "jq"])
+    assert base != _lab.recipe_digest("trixie", "http://m", ["less"], script="true")
+    assert _lab.image_tag("r/x", "trixie", base) == "r/x:trixie-" + base
+
+
+def test_include_list_keeps_base_packages_first_without_duplicates():
+    assert _lab.include_list(["python3", "jq"]).split(",") == list(_lab.BASE_PACKAGES) + ["jq"]
+
