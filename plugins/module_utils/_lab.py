@@ -62,8 +62,8 @@ done
 : > /etc/machine-id
 rm -f /var/lib/dbus/machine-id
 mkdir -p /root/.ssh && chmod 0700 /root/.ssh
+# Package lists are kept: apt's cache_valid_time must see lists that match their age.
 apt-get clean
-rm -rf /var/lib/apt/lists/*
 """
 
 _NAME_RE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,38}[a-z0-9])?$")
