@@ -158,4 +158,3 @@ def lab_plan(lab_name, sites=1, devices_per_site=3, ssh_port_base=42200, hubs=Tr
             members.append(host)
         site_list.append({"name": site, "network": network, "hosts": members})
     return {"lab_name": lab_name, "hosts": hosts, "sites": site_list}
-

@@ -19,13 +19,14 @@ description:
     customization script), so an unchanged recipe is never rebuilt and a changed one always is.
   - Runs on the controller (the machine with the Docker Engine that hosts the lab), as root.
 author:
-  - edgeops.fleet contributors
+  - edgeops.fleet developers (@edgeops)
 attributes:
   check_mode:
     support: full
     description: Reports whether the image would be built; builds nothing.
   diff_mode:
     support: none
+    description: The image is all or nothing; there is no file content to show.
   idempotent:
     support: full
     description: An image whose tag (recipe digest) exists is not rebuilt.

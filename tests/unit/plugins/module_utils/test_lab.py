@@ -79,4 +79,3 @@ def test_recipe_digest_changes_with_every_input_and_only_then():
 
 def test_include_list_keeps_base_packages_first_without_duplicates():
     assert _lab.include_list(["python3", "jq"]).split(",") == list(_lab.BASE_PACKAGES) + ["jq"]
-

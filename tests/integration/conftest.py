@@ -1,0 +1,62 @@
+# -*- coding: utf-8 -*-
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Helpers for tests that drive the real lab (Docker Engine, systemd containers, SSH)."""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import json
+import os
+import re
+import subprocess
+import sys
+
+import pytest
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+BIN = os.path.dirname(sys.executable)
+RECAP_RE = re.compile(
+    r"^(?P<host>\S+)\s+:\s+ok=(?P<ok>\d+)\s+changed=(?P<changed>\d+)\s+unreachable=(?P<unreachable>\d+)"
+    r"\s+failed=(?P<failed>\d+)", re.MULTILINE)
+
+
+class Run(object):
+    def __init__(self, proc):
+        self.rc = proc.returncode
+        self.out = proc.stdout + proc.stderr
+
+    @property
+    def recap(self):
+        """{host: {ok, changed, unreachable, failed}} from the PLAY RECAP."""
+        return {m.group("host"): {k: int(m.group(k)) for k in ("ok", "changed", "unreachable", "failed")}
+                for m in RECAP_RE.finditer(self.out)}
+
+
+def ansible(tool, *args):
+    env = dict(os.environ, ANSIBLE_FORCE_COLOR="0", ANSIBLE_NOCOLOR="1", PATH=BIN + os.pathsep + os.environ["PATH"])
+    proc = subprocess.run([os.path.join(BIN, tool)] + list(args), cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=1800, check=False)
+    return Run(proc)
+
+
+def docker_names(kind, lab_name):
+    """Names of containers/volumes/networks carrying the lab's label."""
+    fmt = {"container": "{{.Names}}", "volume": "{{.Name}}", "network": "{{.Name}}"}[kind]
+    cmd = ["docker", kind, "ls", "--filter", "label=org.edgeops.lab=%s" % lab_name, "--format", fmt]
+    if kind == "container":
+        cmd.insert(3, "--all")
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+    return sorted(out.split())
+
+
+def inventory_hosts(path):
+    run = ansible("ansible-inventory", "-i", path, "--list")
+    assert run.rc == 0, run.out
+    data = json.loads(run.out[run.out.index("{"):])
+    return data
+
+
+@pytest.fixture(scope="session")
+def repo():
+    return REPO
