@@ -32,7 +32,8 @@ sanity() {
   # ansible-test downloads its pip bootstrap from a host we cannot reach: use our stand-in.
   mkdir -p ~/.ansible/test/cache
   cp scripts/ansible_test_get_pip.py ~/.ansible/test/cache/get_pip_24_2.py
-  (cd "$tree/ansible_collections/edgeops/fleet" && ansible-test sanity --venv --python 3.11 --color no)
+  local py; py=$(python -c 'import sys; print("%d.%d" % sys.version_info[:2])')
+  (cd "$tree/ansible_collections/edgeops/fleet" && ansible-test sanity --venv --python "$py" --color no)
   local rc=$?
   rm -rf "$tree"
   return $rc
