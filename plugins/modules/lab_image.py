@@ -56,6 +56,12 @@ options:
     description: Seconds allowed for debootstrap before the build is abandoned.
     type: int
     default: 1200
+  prune_stale:
+    description:
+      - After a build, remove the repository's other tags (images of older recipes).
+      - An image still used by a container is kept (C(docker rmi) refuses it).
+    type: bool
+    default: true
 requirements:
   - debootstrap
   - docker CLI talking to a Docker Engine
@@ -95,6 +101,12 @@ built:
   description: Whether this run built the image.
   returned: always
   type: bool
+pruned:
+  description: Tags of older recipes removed after the build.
+  returned: always
+  type: list
+  elements: str
+  sample: [edgeops/lab-device:trixie-c9f7c4ea5c7c]
 """
 
 import os
@@ -142,6 +154,15 @@ def _build(module, ref, digest, workdir):
         module.fail_json(msg="docker import failed (rc=%d)" % rc, stderr=err, cmd=cmd)
 
 
+def _prune_stale(module, repository, keep):
+    rc, out, dummy = module.run_command(["docker", "image", "ls", repository, "--format", "{{.Repository}}:{{.Tag}}"])
+    pruned = []
+    for ref in out.split() if rc == 0 else []:
+        if ref != keep and module.run_command(["docker", "rmi", ref])[0] == 0:
+            pruned.append(ref)
+    return pruned
+
+
 def main():
     module = AnsibleModule(
         argument_spec=dict(
@@ -151,13 +172,14 @@ def main():
             packages=dict(type="list", elements="str", default=[]),
             build_dir=dict(type="path", default="/var/tmp"),
             debootstrap_timeout=dict(type="int", default=1200),
+            prune_stale=dict(type="bool", default=True),
         ),
         supports_check_mode=True,
     )
     params = module.params
     digest = recipe_digest(params["suite"], params["mirror"], params["packages"])
     ref = image_tag(params["repository"], params["suite"], digest)
-    result = dict(changed=False, image=ref, recipe_digest=digest, built=False,
+    result = dict(changed=False, image=ref, recipe_digest=digest, built=False, pruned=[],
                   image_id=_image_id(module, ref))
     if result["image_id"] or module.check_mode:
         result["changed"] = not result["image_id"]
@@ -171,6 +193,8 @@ def main():
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     result.update(changed=True, built=True, image_id=_image_id(module, ref))
+    if params["prune_stale"]:
+        result["pruned"] = _prune_stale(module, params["repository"], ref)
     module.exit_json(**result)
 
 
