@@ -12,8 +12,6 @@ import re
 import subprocess
 import sys
 
-import pytest
-
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 BIN = os.path.dirname(sys.executable)
 RECAP_RE = re.compile(
@@ -55,8 +53,3 @@ def inventory_hosts(path):
     assert run.rc == 0, run.out
     data = json.loads(run.out[run.out.index("{"):])
     return data
-
-
-@pytest.fixture(scope="session")
-def repo():
-    return REPO

@@ -9,11 +9,9 @@ __metaclass__ = type
 import glob
 import os
 import subprocess
-import sys
 import tarfile
 
-BIN = os.path.dirname(sys.executable)
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from conftest import BIN, REPO
 
 
 def run(args, cwd, env):
