@@ -58,6 +58,13 @@ for unit in systemd-modules-load.service getty.target console-getty.service \\
             systemd-firstboot.service sys-kernel-config.mount; do
   ln -sf /dev/null "/etc/systemd/system/$unit"
 done
+# Docker inside a device container cannot disable IPv6 on container interfaces (LAB-NOTES);
+# harmless where the image has no Docker.
+mkdir -p /etc/systemd/system/docker.service.d
+cat > /etc/systemd/system/docker.service.d/lab-ipv6.conf <<'UNIT'
+[Service]
+Environment=DOCKER_ALLOW_IPV6_ON_IPV4_INTERFACE=1
+UNIT
 # Each container gets its own machine-id at boot.
 : > /etc/machine-id
 rm -f /var/lib/dbus/machine-id
