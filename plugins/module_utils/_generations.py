@@ -901,12 +901,38 @@ class Store:
         return ["docker", "compose", "-p", self.project, "--project-directory", gdir,
                 "-f", os.path.join(gdir, "compose.yaml")]
 
+    def _remove_stale_containers(self):
+        """Containers of the project that were created but never started, or are dead: what a power
+        loss in the middle of a container replacement leaves behind. Compose would keep them."""
+        rc, out, _err = self.run(["docker", "ps", "-a", "-q", "--filter", "label=com.docker.compose.project=%s" % self.project,
+                                  "--filter", "status=created", "--filter", "status=dead"], timeout=60)
+        stale = out.split() if rc == 0 else []
+        if stale:
+            self.log("removing %d stale container(s) of project %s" % (len(stale), self.project))
+            self.run(["docker", "rm", "-f"] + stale, timeout=120)
+
     def _apply_compose(self, generation, man):
         timeout = int(self.config["activation_timeout"])
         if man and "compose.yaml" in man["artifacts"]:
-            rc, out, err = self.run(self._compose_base(generation) + [
-                "up", "-d", "--remove-orphans", "--pull", "never", "--wait", "--wait-timeout", str(timeout)],
-                timeout=timeout + 60)
+            up = self._compose_base(generation) + [
+                "up", "-d", "--remove-orphans", "--pull", "never", "--wait", "--wait-timeout", str(timeout)]
+            self._remove_stale_containers()
+            rc, out, err = self.run(up, timeout=timeout + 60)
+            if rc != 0:
+                # A power loss in the middle of a container replacement leaves two containers of one
+                # service (the old one restarted by its restart policy, the new one only created),
+                # which then fight over published ports. Start the project over once.
+                self.log("docker compose up failed (%s); removing the project's containers and retrying"
+                         % (err or out).strip()[-300:])
+                self.run(["docker", "compose", "-p", self.project, "down", "--remove-orphans"], timeout=timeout)
+                rc, out, err = self.run(up, timeout=timeout + 60)
+            if rc != 0 and "port is already allocated" in (err + out):
+                # Seen after dockerd was killed (Engine 26): a docker-proxy of a container that no
+                # longer exists keeps the host port. Restarting the engine drops it.
+                self.log("a stale docker-proxy holds a published port; restarting docker")
+                self.run(["systemctl", "restart", "docker.service"], timeout=300)
+                self._remove_stale_containers()
+                rc, out, err = self.run(up, timeout=timeout + 60)
             if rc != 0:
                 raise GenerationError("docker compose up failed: %s" % ((err or out).strip()[-800:]),
                                       artifact="compose.yaml")
@@ -1154,8 +1180,13 @@ class Store:
             return {"action": "revert", "generation": confirmed}
         if current is None:
             return {"action": "none", "generation": None}
-        self.activate(current, state["active"])
-        ok, results = run_health_checks(self.health_checks(current), Probe(self.run, self.project), self.sleep)
+        try:
+            self.activate(current, state["active"])
+            ok, results = run_health_checks(self.health_checks(current), Probe(self.run, self.project), self.sleep)
+        except GenerationError as exc:
+            # Counts as a failed boot of this generation, like a failing health check.
+            ok, results = False, [{"name": "activation", "type": "activation", "passed": False, "attempts": 1,
+                                   "detail": exc.message}]
         state = self.read_state()
         limit = int(self.config["boot_failure_limit"])
         verdict = after_boot_health(ok, int(state["boot_failures"].get(str(current), 0)), limit,
