@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 """Benchmark generations on a real lab device and print figures.
 
@@ -64,7 +63,7 @@ def summary(name, values):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", maxsplit=1)[0])
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--keep-lab", action="store_true")
     args = parser.parse_args()
@@ -77,7 +76,7 @@ def main():
     try:
         ids = sorted(g["id"] for g in state()["generations"])[:2]
         switch, baseline, rollback, revert = [], [], [], []
-        for _ in range(args.rounds):
+        for _round in range(args.rounds):
             cur = state()["current"]
             other = [i for i in ids if i != cur][0]
             switch.append(timed("edgeops-gen", "switch", str(other), "120"))
@@ -86,7 +85,7 @@ def main():
             # The same replacement of the same containers, without generations: compose alone.
             baseline.append(timed(*bare_compose_up(other)))
             timed(*bare_compose_up(cur))  # containers back to what the confirmed generation says
-        for _ in range(max(1, args.rounds // 2)):
+        for _round in range(max(1, args.rounds // 2)):
             cur = state()["current"]
             other = [i for i in ids if i != cur][0]
             began = time.monotonic()
