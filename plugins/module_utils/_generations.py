@@ -1024,18 +1024,37 @@ class Store:
         entry["state"] = status
         entry.update(extra)
 
+    def _require_kept(self, generation):
+        if generation not in self.generation_ids():
+            raise GenerationError("generation %s is not kept on this device (kept: %s)"
+                                  % (generation, ", ".join(map(str, self.generation_ids())) or "none"))
+        problems = self.integrity_problems(generation)
+        if problems:
+            raise GenerationError("generation %d is damaged: %s" % (generation, "; ".join(problems)))
+
+    def _commit_rollback(self, previous, target, status, reason, forget=False):
+        """Point both pointers at ``target``: ``confirmed`` first, so that a power loss after the
+        first rename makes boot recovery finish the rollback. ``previous`` gets ``status``; with
+        ``forget`` it also leaves the confirmed history (it must not be rolled back to again)."""
+        self._deadman_disarm(previous)
+        self.set_pointer("confirmed", target)
+        self.set_pointer("current", target)
+        state = self.read_state()
+        stamp = now_iso(self.clock)
+        if previous is not None:
+            self._mark(state, previous, status, reason=reason, **{status.replace("-", "_") + "_at": stamp})
+        self._mark(state, target, "confirmed", confirmed_at=stamp, deadline=None)
+        history = [g for g in state["history"] if g != target and not (forget and g == previous)]
+        state["history"] = history + [target]
+        self.write_state(state)
+
     def switch(self, generation, confirm_timeout=DEFAULT_CONFIRM_TIMEOUT, health=True):
         """Arm the dead-man timer, swap ``current``, activate, run the local health checks."""
         self.lock()
         if not _is_int(confirm_timeout) or confirm_timeout < MIN_CONFIRM_TIMEOUT:
             raise GenerationError("confirm_timeout must be an integer >= %d seconds, got %r"
                                   % (MIN_CONFIRM_TIMEOUT, confirm_timeout))
-        if generation not in self.generation_ids():
-            raise GenerationError("generation %s does not exist (staged: %s)"
-                                  % (generation, ", ".join(map(str, self.generation_ids())) or "none"))
-        problems = self.integrity_problems(generation)
-        if problems:
-            raise GenerationError("generation %d is damaged and cannot be switched to: %s" % (generation, "; ".join(problems)))
+        self._require_kept(generation)
         current, confirmed = self.pointer("current"), self.pointer("confirmed")
         if current == generation:
             return {"changed": False, "generation": generation, "rolled_back": False,
@@ -1118,24 +1137,14 @@ class Store:
             target = confirmed if current != confirmed else previous_confirmed(state["history"], current)
             if target is None:
                 raise GenerationError("there is no earlier confirmed generation to roll back to")
-        if target not in self.generation_ids():
-            raise GenerationError("generation %s is not kept on this device (kept: %s)"
-                                  % (target, ", ".join(map(str, self.generation_ids())) or "none"))
-        problems = self.integrity_problems(target)
-        if problems:
-            raise GenerationError("generation %d is damaged: %s" % (target, "; ".join(problems)))
+        self._require_kept(target)
         if current == target and confirmed == target:
             return {"changed": False, "generation": target}
-        self._deadman_disarm(current)
-        # confirmed first: a power loss after this line makes boot recovery finish the rollback.
-        self.set_pointer("confirmed", target)
-        self.set_pointer("current", target)
         if current is not None and current != target:
-            self._mark(state, current, "rolled-back", rolled_back_at=now_iso(self.clock),
-                       reason="operator rollback to generation %d" % target)
-        self._mark(state, target, "confirmed", confirmed_at=now_iso(self.clock), deadline=None)
-        state["history"] = [g for g in state["history"] if g != target] + [target]
-        self.write_state(state)
+            self._commit_rollback(current, target, "rolled-back", "operator rollback to generation %d" % target)
+        else:
+            self._commit_rollback(None, target, None, None)
+        state = self.read_state()
         self.incident("rollback", "operator rollback from generation %s to %d" % (current, target),
                       gen_from=current, gen_to=target)
         self.activate(target, state["active"])
@@ -1203,13 +1212,7 @@ class Store:
         target = verdict["target"]
         reason = ("generation %d failed its health checks at %d boots in a row (last: %s); rolled back to %d"
                   % (current, verdict["failures"], detail, target))
-        self._deadman_disarm(current)
-        self.set_pointer("confirmed", target)
-        self.set_pointer("current", target)
-        state = self.read_state()
-        self._mark(state, current, "failed", failed_at=now_iso(self.clock), reason=reason)
-        state["history"] = [g for g in state["history"] if g != current]
-        self.write_state(state)
+        self._commit_rollback(current, target, "failed", reason, forget=True)
         self.incident("boot-rollback", reason, gen_from=current, gen_to=target)
         self.activate(target, current)
         return {"action": "rollback", "generation": target}
