@@ -75,7 +75,9 @@ apt-get clean
 
 _NAME_RE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,38}[a-z0-9])?$")
 
-MAX_DEVICES_PER_SITE = 99
+MAX_DEVICES_PER_SITE = 89
+# Site services on the hub, published on 127.0.0.1 at base + site*100 + slot (slots above the devices').
+HUB_SERVICES = {"registry": (90, 5000), "alertmanager": (91, 9093)}
 MAX_SITES = 50
 
 
@@ -136,7 +138,7 @@ def lab_plan(lab_name, sites=1, devices_per_site=3, ssh_port_base=42200, hubs=Tr
     sites = _check_int("lab_sites", sites, 1, MAX_SITES)
     devices_per_site = _check_int("lab_devices_per_site", devices_per_site, 0, MAX_DEVICES_PER_SITE)
     ssh_port_base = _check_int("lab_ssh_port_base", ssh_port_base, 1024, 65535)
-    highest = ssh_port_base + (sites - 1) * 100 + devices_per_site
+    highest = ssh_port_base + (sites - 1) * 100 + max(slot for slot, _port in HUB_SERVICES.values())
     if highest > 65535:
         raise LabPlanError(
             "lab_ssh_port_base %d leaves no room for %d site(s): the highest port would be %d"
@@ -161,6 +163,14 @@ def lab_plan(lab_name, sites=1, devices_per_site=3, ssh_port_base=42200, hubs=Tr
                 "network": network,
                 "volume": "%s-docker" % container,
                 "ssh_port": ssh_port_base + site_index * 100 + slot,
+                # Site services of a hub: service -> 127.0.0.1 port the controller reaches it on.
+                "service_ports": dict(
+                    (service, ssh_port_base + site_index * 100 + service_slot)
+                    for service, (service_slot, _port) in HUB_SERVICES.items()) if kind == "hub" else {},
+                "published": ["127.0.0.1:%d:22" % (ssh_port_base + site_index * 100 + slot)] + [
+                    "127.0.0.1:%d:%d" % (ssh_port_base + site_index * 100 + service_slot, container_port)
+                    for _service, (service_slot, container_port) in sorted(HUB_SERVICES.items())
+                    if kind == "hub"],
             })
             members.append(host)
         site_list.append({"name": site, "network": network, "hosts": members})

@@ -42,6 +42,17 @@ def test_fifty_devices_fit_and_names_are_unique():
     assert len(names) == 51 and len(set(names)) == 51 and len(set(ports)) == 51
 
 
+def test_hub_services_are_published_above_the_device_slots():
+    plan = _lab.lab_plan("lab", sites=2, devices_per_site=89)
+    hub2 = [h for h in plan["hosts"] if h["name"] == "site02-hub"][0]
+    assert hub2["service_ports"] == {"alertmanager": 42391, "registry": 42390}
+    assert hub2["published"] == ["127.0.0.1:42300:22", "127.0.0.1:42391:9093", "127.0.0.1:42390:5000"]
+    ports = [h["ssh_port"] for h in plan["hosts"]] + [
+        p for h in plan["hosts"] for p in h["service_ports"].values()]
+    assert len(ports) == len(set(ports))
+    assert all(h["service_ports"] == {} for h in plan["hosts"] if h["kind"] == "device")
+
+
 def test_hubs_can_be_left_out():
     plan = _lab.lab_plan("m", devices_per_site=1, hubs=False)
     assert [h["name"] for h in plan["hosts"]] == ["site01-dev01"]
@@ -56,7 +67,7 @@ def test_string_numbers_from_extra_vars_are_accepted():
     (dict(lab_name="-x"), "lab_name"),
     (dict(lab_name="lab", sites=0), "lab_sites"),
     (dict(lab_name="lab", sites=True), "lab_sites"),
-    (dict(lab_name="lab", devices_per_site=100), "lab_devices_per_site"),
+    (dict(lab_name="lab", devices_per_site=90), "lab_devices_per_site"),
     (dict(lab_name="lab", devices_per_site="many"), "lab_devices_per_site"),
     (dict(lab_name="lab", ssh_port_base=80), "lab_ssh_port_base"),
     (dict(lab_name="lab", sites=3, ssh_port_base=65400), "lab_ssh_port_base"),
