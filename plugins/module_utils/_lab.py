@@ -1,7 +1,7 @@
 # -*- coding: utf-8 -*-
 # Copyright: edgeops.fleet contributors
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Pure helpers for the lab: the device image recipe and the plan of containers.
+"""Pure helpers for the lab: the image recipes (device, minimal) and the plan of containers.
 
 Private to the collection (leading underscore, as community.docker does); no I/O here so that
 everything is unit-tested in tests/unit/.
@@ -73,6 +73,52 @@ mkdir -p /root/.ssh && chmod 0700 /root/.ssh
 apt-get clean
 """
 
+# The "minimal" variant: a small base for workload images (sample apps), python3 and CA
+# certificates only. Built FROM by Dockerfiles, so it has no systemd, sshd or apt lists.
+MINIMAL_PACKAGES = (
+    "python3",
+    "ca-certificates",
+)
+
+MINIMAL_SCRIPT = """set -eu
+# Nothing in a workload image reads docs, man pages or translations; later dpkg runs skip them too.
+mkdir -p /etc/dpkg/dpkg.cfg.d
+cat > /etc/dpkg/dpkg.cfg.d/01-edgeops-nodoc <<'CFG'
+path-exclude=/usr/share/doc/*
+path-include=/usr/share/doc/*/copyright
+path-exclude=/usr/share/man/*
+path-exclude=/usr/share/info/*
+path-exclude=/usr/share/locale/*
+path-include=/usr/share/locale/locale.alias
+CFG
+find /usr/share/doc -mindepth 1 ! -name copyright ! -type d -delete
+find /usr/share/doc -mindepth 1 -type d -empty -delete
+rm -rf /usr/share/man/* /usr/share/info/* /usr/share/lintian /usr/share/linda
+find /usr/share/locale -mindepth 1 -maxdepth 1 ! -name locale.alias -exec rm -rf {} +
+# Package lists and caches are useless without a reachable mirror and only add size.
+apt-get clean
+rm -rf /var/lib/apt/lists/* /var/cache/apt/* /var/cache/debconf/*-old /var/lib/dpkg/*-old
+find /var/log -type f -delete
+find / -xdev -name __pycache__ -type d -prune -exec rm -rf {} +
+# Each container gets its own machine-id (if anything asks).
+: > /etc/machine-id
+"""
+
+# What decides an image, per variant: packages always installed, the script run in the tree
+# before import, and the `docker import --change` instructions (the label is added per recipe).
+VARIANTS = {
+    "device": {
+        "packages": BASE_PACKAGES,
+        "script": CUSTOMIZE_SCRIPT,
+        "changes": ('CMD ["/lib/systemd/systemd"]', "ENV container=docker"),
+    },
+    "minimal": {
+        "packages": MINIMAL_PACKAGES,
+        "script": MINIMAL_SCRIPT,
+        "changes": ('CMD ["/usr/bin/python3"]', "ENV LANG=C.UTF-8", "ENV PYTHONDONTWRITEBYTECODE=1"),
+    },
+}
+
 _NAME_RE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,38}[a-z0-9])?$")
 
 MAX_DEVICES_PER_SITE = 89
@@ -85,15 +131,29 @@ class LabPlanError(ValueError):
     """A lab setting is out of range; the message names the setting."""
 
 
-def recipe_digest(suite, mirror, packages, script=CUSTOMIZE_SCRIPT):
-    """Return a short, stable digest of everything that decides the image's content."""
+def _variant(variant):
+    if variant not in VARIANTS:
+        raise LabPlanError("variant must be one of %s, got %r" % (", ".join(sorted(VARIANTS)), variant))
+    return VARIANTS[variant]
+
+
+def recipe_digest(suite, mirror, packages, script=None, variant="device"):
+    """Return a short, stable digest of everything that decides the image's content.
+
+    The device variant's recipe has exactly the keys it had before variants existed, so the
+    digests (and tags) of existing device images stay the same.
+    """
+    spec = _variant(variant)
     recipe = {
         "format": RECIPE_FORMAT,
         "suite": suite,
         "mirror": mirror,
-        "packages": sorted(set(BASE_PACKAGES) | set(packages)),
-        "script": script,
+        "packages": sorted(set(spec["packages"]) | set(packages)),
+        "script": spec["script"] if script is None else script,
     }
+    if variant != "device":
+        recipe["variant"] = variant
+        recipe["changes"] = list(spec["changes"])
     blob = json.dumps(recipe, sort_keys=True, separators=(",", ":")).encode("utf-8")
     return hashlib.sha256(blob).hexdigest()[:12]
 
@@ -103,13 +163,23 @@ def image_tag(repository, suite, digest):
     return "%s:%s-%s" % (repository, suite, digest)
 
 
-def include_list(packages):
-    """Packages for debootstrap --include, base packages first, no duplicates."""
-    merged = list(BASE_PACKAGES)
+def include_list(packages, variant="device"):
+    """Packages for debootstrap --include, the variant's packages first, no duplicates."""
+    merged = list(_variant(variant)["packages"])
     for pkg in packages:
         if pkg not in merged:
             merged.append(pkg)
     return ",".join(merged)
+
+
+def customize_script(variant="device"):
+    """The script run (chroot) in the debootstrapped tree of a variant."""
+    return _variant(variant)["script"]
+
+
+def import_changes(variant, digest):
+    """`docker import --change` instructions of a variant, with the recipe label last."""
+    return list(_variant(variant)["changes"]) + ["LABEL org.edgeops.lab.recipe=%s" % digest]
 
 
 def _check_int(name, value, low, high):

@@ -10,13 +10,15 @@ __metaclass__ = type
 DOCUMENTATION = r"""
 ---
 module: lab_image
-short_description: Build the lab's Debian edge device image from Debian's packages
+short_description: Build the lab's Debian device image, or a minimal base image, from Debian's packages
 version_added: 0.1.0
 description:
   - Builds a container image of a Debian system with systemd as PID 1, sshd and python3 with
     C(debootstrap) and C(docker import). Nothing is pulled from a container registry.
   - The image is tagged with a digest of its recipe (suite, mirror, packages and the
     customization script), so an unchanged recipe is never rebuilt and a changed one always is.
+  - With O(variant=minimal) it builds a small base for workload images instead (python3 and CA
+    certificates; docs, man pages, apt lists and caches removed), to be used in C(FROM).
   - Runs on the controller (the machine with the Docker Engine that hosts the lab), as root.
 author:
   - edgeops.fleet developers (@edgeops)
@@ -35,6 +37,15 @@ options:
     description: Image repository; the tag is C(<suite>-<recipe digest>).
     type: str
     default: edgeops/lab-device
+  variant:
+    description:
+      - C(device) is a lab edge device (systemd as PID 1, sshd, python3, sudo, ...).
+      - C(minimal) is a base for workload images (python3, ca-certificates), stripped of docs,
+        man pages, apt lists and caches, with C(CMD ["/usr/bin/python3"]).
+      - Use a different O(repository) per variant, since O(prune_stale) removes the repository's other tags.
+    type: str
+    choices: [device, minimal]
+    default: device
   suite:
     description: Debian suite to bootstrap.
     type: str
@@ -44,7 +55,7 @@ options:
     type: str
     default: http://deb.debian.org/debian
   packages:
-    description: Packages installed on top of the base set (systemd, sshd, python3, ...).
+    description: Packages installed on top of the variant's base set (systemd, sshd, python3, ...).
     type: list
     elements: str
     default: []
@@ -79,6 +90,12 @@ EXAMPLES = r"""
 - name: Use it
   ansible.builtin.debug:
     msg: "{{ lab_image.image }}"
+
+- name: Build (or reuse) a minimal base for workload images
+  edgeops.fleet.lab_image:
+    repository: edgeops/workload-base
+    variant: minimal
+  register: workload_base
 """
 
 RETURN = r"""
@@ -116,8 +133,9 @@ import tempfile
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.edgeops.fleet.plugins.module_utils._lab import (
-    CUSTOMIZE_SCRIPT,
+    customize_script,
     image_tag,
+    import_changes,
     include_list,
     recipe_digest,
 )
@@ -132,23 +150,22 @@ def _build(module, ref, digest, workdir):
     params = module.params
     rootfs = os.path.join(workdir, "rootfs")
     cmd = ["timeout", str(params["debootstrap_timeout"]), "debootstrap", "--variant=minbase",
-           "--include=" + include_list(params["packages"]), params["suite"], rootfs, params["mirror"]]
+           "--include=" + include_list(params["packages"], params["variant"]), params["suite"], rootfs, params["mirror"]]
     rc, out, err = module.run_command(cmd)
     if rc != 0:
         module.fail_json(msg="debootstrap of %s failed (rc=%d)" % (params["suite"], rc),
                          stdout=out[-4000:], stderr=err[-4000:], cmd=cmd)
-    rc, out, err = module.run_command(["chroot", rootfs, "/bin/sh", "-c", CUSTOMIZE_SCRIPT])
+    rc, out, err = module.run_command(["chroot", rootfs, "/bin/sh", "-c", customize_script(params["variant"])])
     if rc != 0:
         module.fail_json(msg="customizing the image tree failed (rc=%d)" % rc, stdout=out, stderr=err)
     tarball = os.path.join(workdir, "rootfs.tar")
     rc, out, err = module.run_command(["tar", "--numeric-owner", "-C", rootfs, "-cf", tarball, "."])
     if rc != 0:
         module.fail_json(msg="packing the image tree failed (rc=%d)" % rc, stderr=err)
-    cmd = ["docker", "import",
-           "--change", 'CMD ["/lib/systemd/systemd"]',
-           "--change", "ENV container=docker",
-           "--change", "LABEL org.edgeops.lab.recipe=%s" % digest,
-           tarball, ref]
+    cmd = ["docker", "import"]
+    for change in import_changes(params["variant"], digest):
+        cmd += ["--change", change]
+    cmd += [tarball, ref]
     rc, out, err = module.run_command(cmd)
     if rc != 0:
         module.fail_json(msg="docker import failed (rc=%d)" % rc, stderr=err, cmd=cmd)
@@ -167,6 +184,7 @@ def main():
     module = AnsibleModule(
         argument_spec=dict(
             repository=dict(type="str", default="edgeops/lab-device"),
+            variant=dict(type="str", default="device", choices=["device", "minimal"]),
             suite=dict(type="str", default="trixie"),
             mirror=dict(type="str", default="http://deb.debian.org/debian"),
             packages=dict(type="list", elements="str", default=[]),
@@ -177,7 +195,7 @@ def main():
         supports_check_mode=True,
     )
     params = module.params
-    digest = recipe_digest(params["suite"], params["mirror"], params["packages"])
+    digest = recipe_digest(params["suite"], params["mirror"], params["packages"], variant=params["variant"])
     ref = image_tag(params["repository"], params["suite"], digest)
     result = dict(changed=False, image=ref, recipe_digest=digest, built=False, pruned=[],
                   image_id=_image_id(module, ref))

@@ -90,3 +90,40 @@ def test_recipe_digest_changes_with_every_input_and_only_then():
 
 def test_include_list_keeps_base_packages_first_without_duplicates():
     assert _lab.include_list(["python3", "jq"]).split(",") == list(_lab.BASE_PACKAGES) + ["jq"]
+
+
+def test_device_variant_keeps_the_digests_it_had_before_variants():
+    # Digest of the device recipe as computed before the `variant` option existed: existing lab
+    # images (tagged with it) must not be rebuilt because of the new option.
+    assert _lab.recipe_digest("trixie", "http://deb.debian.org/debian", []) == "91ffdf32f902"
+    assert _lab.recipe_digest("trixie", "http://m", ["less"]) == _lab.recipe_digest(
+        "trixie", "http://m", ["less"], variant="device")
+
+
+def test_minimal_variant_has_its_own_digest_packages_script_and_changes():
+    device = _lab.recipe_digest("trixie", "http://m", [])
+    minimal = _lab.recipe_digest("trixie", "http://m", [], variant="minimal")
+    assert minimal != device
+    assert minimal == _lab.recipe_digest("trixie", "http://m", ["python3"], variant="minimal")
+    assert minimal != _lab.recipe_digest("bookworm", "http://m", [], variant="minimal")
+    assert _lab.include_list([], "minimal") == "python3,ca-certificates"
+    assert _lab.include_list(["jq", "python3"], "minimal") == "python3,ca-certificates,jq"
+    script = _lab.customize_script("minimal")
+    for removed in ("/usr/share/doc", "/usr/share/man", "/var/lib/apt/lists/*", "/var/cache/apt/*"):
+        assert removed in script
+    assert "systemd" not in _lab.include_list([], "minimal")
+    assert _lab.import_changes("minimal", minimal)[-1] == "LABEL org.edgeops.lab.recipe=" + minimal
+    assert 'CMD ["/lib/systemd/systemd"]' in _lab.import_changes("device", device)
+
+
+def test_a_changed_variant_definition_changes_the_minimal_digest(monkeypatch):
+    before = _lab.recipe_digest("trixie", "http://m", [], variant="minimal")
+    changed = dict(_lab.VARIANTS["minimal"], changes=('CMD ["/bin/sh"]',))
+    monkeypatch.setitem(_lab.VARIANTS, "minimal", changed)
+    assert _lab.recipe_digest("trixie", "http://m", [], variant="minimal") != before
+
+
+def test_unknown_variant_is_refused_naming_the_option():
+    with pytest.raises(_lab.LabPlanError) as err:
+        _lab.recipe_digest("trixie", "http://m", [], variant="tiny")
+    assert "variant" in str(err.value) and "minimal" in str(err.value)
