@@ -1,0 +1,330 @@
+# -*- coding: utf-8 -*-
+# Copyright: edgeops.fleet contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""AI workloads declared as data -> the compose file and health checks of a generation.
+
+Pure functions (no I/O), shared by the workloads role's filter and the unit tests. Every error names the
+key at fault (``workloads.predictor.memory``) so a bad release manifest is refused before a device is touched.
+Least privilege is the default and cannot be switched off silently: read-only root, cap_drop ALL,
+no-new-privileges, a non-root user, limits on CPU, memory (no swap beyond it) and PIDs.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import re
+
+WORKLOAD_KEYS = (
+    "image", "source", "digest", "command", "entrypoint", "env", "cpus", "memory", "memory_reservation", "pids",
+    "restart", "user", "read_only", "tmpfs", "cap_add", "healthcheck", "gpus", "volumes", "secrets", "networks",
+    "ports", "depends_on", "probes", "stop_grace_period", "working_dir",
+)
+REQUIRED_KEYS = ("image", "digest", "cpus", "memory", "pids")
+MANIFEST_KEYS = ("release", "registry", "workloads", "volumes")
+HEALTHCHECK_KEYS = ("test", "interval", "timeout", "retries", "start_period")
+RESTART_POLICIES = ("no", "always", "on-failure", "unless-stopped")
+# Capabilities a workload may add back; the rest (SYS_ADMIN, NET_ADMIN, ...) would defeat containment.
+ALLOWED_CAP_ADD = ("CHOWN", "DAC_OVERRIDE", "FOWNER", "FSETID", "KILL", "NET_BIND_SERVICE", "NET_RAW", "SETGID",
+                   "SETUID", "SYS_NICE", "SYS_PTRACE")
+INTERNAL_NETWORK = "internal"
+EDGE_NETWORK = "edge"
+DEFAULT_SECRETS_DIR = "/run/edgeops/secrets"
+
+_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
+_IMAGE_RE = re.compile(r"^[a-z0-9]+(?:[._-][a-z0-9]+)*(?:/[a-z0-9]+(?:[._-][a-z0-9]+)*)*$")
+_DIGEST_RE = re.compile(r"^sha256:[0-9a-f]{64}$")
+_REGISTRY_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9.-]*(?::[0-9]{1,5})?$")
+_SIZE_RE = re.compile(r"^([0-9]+)([bkmg])$")
+_DURATION_RE = re.compile(r"^[0-9]+(?:ms|s|m|h)$")
+_PORT_RE = re.compile(r"^(?:(\d{1,3}(?:\.\d{1,3}){3}):)?(\d{1,5}):(\d{1,5})(?:/(tcp|udp))?$")
+_USER_RE = re.compile(r"^([0-9]+)(?::([0-9]+))?$")
+_TMPFS_RE = re.compile(r"^/[A-Za-z0-9_./-]*(?::[a-z0-9=,]+)?$")
+_ENV_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_UNITS = {"b": 1, "k": 1024, "m": 1024 ** 2, "g": 1024 ** 3}
+
+
+class WorkloadError(ValueError):
+    """A workload declaration is refused; the message starts with the key at fault."""
+
+
+def _fail(where, message):
+    raise WorkloadError("%s: %s" % (where, message))
+
+
+def size_bytes(value, where):
+    """'256m' -> bytes. Sizes are strings with a unit, so a bare number is never taken as bytes by mistake."""
+    match = _SIZE_RE.match(str(value).strip().lower()) if isinstance(value, str) else None
+    if not match or int(match.group(1)) == 0:
+        _fail(where, "must be a size such as 256m or 1g, got %r" % (value,))
+    return int(match.group(1)) * _UNITS[match.group(2)]
+
+
+def _string_list(value, where):
+    if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+        _fail(where, "must be a list of non-empty strings")
+    return list(value)
+
+
+def _number(value, where, low, high, integer=False):
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or (integer and not isinstance(value, int)):
+        _fail(where, "must be %s between %s and %s, got %r" % ("an integer" if integer else "a number", low, high, value))
+    if not low <= value <= high:
+        _fail(where, "must be between %s and %s, got %r" % (low, high, value))
+    return value
+
+
+def image_reference(registry, image, digest):
+    return "%s/%s@%s" % (registry, image, digest) if registry else "%s@%s" % (image, digest)
+
+
+def _healthcheck(value, where):
+    if not isinstance(value, dict):
+        _fail(where, "must be a mapping with test (and interval, timeout, retries, start_period)")
+    bad = sorted(set(value) - set(HEALTHCHECK_KEYS))
+    if bad:
+        _fail(where, "unknown key(s) %s (allowed: %s)" % (", ".join(bad), ", ".join(HEALTHCHECK_KEYS)))
+    test = value.get("test")
+    if not isinstance(test, list) or not test or test[0] not in ("CMD", "CMD-SHELL") or len(test) < 2:
+        _fail(where + ".test", "must be a list starting with CMD or CMD-SHELL, such as [CMD, /usr/local/bin/healthcheck]")
+    out = {"test": list(test), "interval": "5s", "timeout": "3s", "retries": 3, "start_period": "5s"}
+    for key in ("interval", "timeout", "start_period"):
+        if key in value:
+            if not isinstance(value[key], str) or not _DURATION_RE.match(value[key]):
+                _fail("%s.%s" % (where, key), "must be a duration such as 5s, got %r" % (value[key],))
+            out[key] = value[key]
+    if "retries" in value:
+        out["retries"] = _number(value["retries"], where + ".retries", 1, 100, integer=True)
+    return out
+
+
+def _volumes(value, where, declared_volumes):
+    out = []
+    for index, item in enumerate(value or []):
+        here = "%s[%d]" % (where, index)
+        if not isinstance(item, dict) or set(item) - {"name", "target", "read_only"} or not item.get("name") \
+                or not item.get("target"):
+            _fail(here, "must be a mapping with name (a volume of the release), target (a path) and read_only")
+        if item["name"] not in declared_volumes:
+            _fail(here + ".name", "volume %r is not declared in the release's volumes (declared: %s)"
+                  % (item["name"], ", ".join(sorted(declared_volumes)) or "none"))
+        if not str(item["target"]).startswith("/"):
+            _fail(here + ".target", "must be an absolute path, got %r" % (item["target"],))
+        spec = "%s:%s%s" % (item["name"], item["target"], ":ro" if item.get("read_only", False) else "")
+        out.append(spec)
+    return out
+
+
+def _ports(value, where):
+    out = []
+    for index, spec in enumerate(value or []):
+        here = "%s[%d]" % (where, index)
+        match = _PORT_RE.match(str(spec)) if isinstance(spec, (str, int)) else None
+        if not match:
+            _fail(here, "must be [HOST_IP:]HOST_PORT:CONTAINER_PORT[/tcp|udp], got %r" % (spec,))
+        if not all(1 <= int(p) <= 65535 for p in match.group(2, 3)):
+            _fail(here, "ports must be 1-65535, got %r" % (spec,))
+        out.append(str(spec))
+    return out
+
+
+def validate_workload(name, spec, registry, declared_volumes=()):
+    """Check one workload and return its compose service (raises WorkloadError naming the key)."""
+    where = "workloads.%s" % name
+    if not _NAME_RE.match(str(name)):
+        _fail(where, "workload names are 1-63 lowercase letters, digits, '-' or '_'")
+    if not isinstance(spec, dict):
+        _fail(where, "must be a mapping")
+    unknown = sorted(set(spec) - set(WORKLOAD_KEYS))
+    if unknown:
+        _fail(where, "unknown key(s) %s (allowed: %s)" % (", ".join(unknown), ", ".join(WORKLOAD_KEYS)))
+    missing = [key for key in REQUIRED_KEYS if spec.get(key) in (None, "")]
+    if missing:
+        why = {"digest": "images are pinned by digest (run playbooks/registry/publish.yml to record it)",
+               "cpus": "every workload needs a CPU limit", "memory": "every workload needs a memory limit",
+               "pids": "every workload needs a PIDs limit (stops fork bombs)", "image": "the image repository"}
+        _fail("%s.%s" % (where, missing[0]), "is required: %s" % why[missing[0]])
+    if not isinstance(spec["image"], str) or not _IMAGE_RE.match(spec["image"]):
+        _fail(where + ".image", "must be a repository path without tag or digest such as edgeops/predictor, got %r"
+              % (spec["image"],))
+    if not isinstance(spec["digest"], str) or not _DIGEST_RE.match(spec["digest"]):
+        _fail(where + ".digest", "must be sha256:<64 hex digits>, got %r" % (spec["digest"],))
+    cpus = _number(spec["cpus"], where + ".cpus", 0.01, 256)
+    memory = size_bytes(spec["memory"], where + ".memory")
+    if memory < 6 * 1024 ** 2:
+        _fail(where + ".memory", "must be at least 6m (Docker's minimum), got %r" % (spec["memory"],))
+    pids = _number(spec["pids"], where + ".pids", 8, 32768, integer=True)
+    service = {
+        "image": image_reference(registry, spec["image"], spec["digest"]),
+        "cpus": cpus,
+        "mem_limit": spec["memory"],
+        # Swap equal to the limit: no swap, so a leaking workload is OOM-killed instead of thrashing the device.
+        "memswap_limit": spec["memory"],
+        "pids_limit": pids,
+        "restart": spec.get("restart", "unless-stopped"),
+        "read_only": spec.get("read_only", True) is not False,
+        "cap_drop": ["ALL"],
+        "security_opt": ["no-new-privileges:true"],
+        "init": True,
+        "labels": {"org.edgeops.workload": name},
+    }
+    if "memory_reservation" in spec:
+        reservation = size_bytes(spec["memory_reservation"], where + ".memory_reservation")
+        if reservation > memory:
+            _fail(where + ".memory_reservation", "must not exceed memory (%s)" % spec["memory"])
+        service["mem_reservation"] = spec["memory_reservation"]
+    if service["restart"] not in RESTART_POLICIES:
+        _fail(where + ".restart", "must be one of %s, got %r" % (", ".join(RESTART_POLICIES), service["restart"]))
+    if not isinstance(spec.get("read_only", True), bool):
+        _fail(where + ".read_only", "must be true or false")
+    user = str(spec.get("user", "10001:10001"))
+    match = _USER_RE.match(user)
+    if not match or int(match.group(1)) == 0:
+        _fail(where + ".user", "must be a numeric non-root uid[:gid] such as 10001:10001, got %r" % (spec.get("user"),))
+    service["user"] = user
+    tmpfs = _string_list(spec.get("tmpfs", ["/tmp:size=64m"]), where + ".tmpfs")
+    for index, item in enumerate(tmpfs):
+        if not _TMPFS_RE.match(item):
+            _fail("%s.tmpfs[%d]" % (where, index), "must be PATH[:options] such as /tmp:size=64m, got %r" % (item,))
+    if tmpfs:
+        service["tmpfs"] = tmpfs
+    caps = [c.upper() for c in _string_list(spec.get("cap_add", []), where + ".cap_add")]
+    for index, cap in enumerate(caps):
+        if cap.replace("CAP_", "") not in ALLOWED_CAP_ADD:
+            _fail("%s.cap_add[%d]" % (where, index), "%s is not allowed (allowed: %s)" % (cap, ", ".join(ALLOWED_CAP_ADD)))
+    if caps:
+        service["cap_add"] = [c.replace("CAP_", "") for c in caps]
+    for key in ("command", "entrypoint"):
+        if key in spec:
+            service[key] = _string_list(spec[key], "%s.%s" % (where, key))
+    if "working_dir" in spec:
+        service["working_dir"] = str(spec["working_dir"])
+    env = spec.get("env", {})
+    if not isinstance(env, dict):
+        _fail(where + ".env", "must be a mapping of NAME: value")
+    for key, value in env.items():
+        if not _ENV_RE.match(str(key)):
+            _fail("%s.env.%s" % (where, key), "is not a valid environment variable name")
+        if isinstance(value, (dict, list)) or value is None:
+            _fail("%s.env.%s" % (where, key), "must be a string, number or boolean")
+        if re.search(r"(?i)(password|secret|token|api_?key)", str(key)):
+            _fail("%s.env.%s" % (where, key), "looks like a secret: declare it in secrets (a read-only file), "
+                  "never in the environment, which docker inspect shows")
+    if env:
+        service["environment"] = dict((str(k), str(v).lower() if isinstance(v, bool) else str(v)) for k, v in env.items())
+    if "healthcheck" in spec:
+        service["healthcheck"] = _healthcheck(spec["healthcheck"], where + ".healthcheck")
+    gpus = spec.get("gpus", 0)
+    if gpus not in (0, None):
+        if gpus != "all" and (isinstance(gpus, bool) or not isinstance(gpus, int) or gpus < 1):
+            _fail(where + ".gpus", "must be a number of GPUs (>= 1) or 'all', got %r" % (gpus,))
+        service["deploy"] = {"resources": {"reservations": {"devices": [
+            {"driver": "nvidia", "count": gpus, "capabilities": ["gpu"]}]}}}
+    volumes = _volumes(spec.get("volumes"), where + ".volumes", declared_volumes)
+    if volumes:
+        service["volumes"] = volumes
+    secrets = _string_list(spec.get("secrets", []), where + ".secrets")
+    for index, secret in enumerate(secrets):
+        if not _NAME_RE.match(secret):
+            _fail("%s.secrets[%d]" % (where, index), "secret names are lowercase letters, digits, '-' or '_'")
+    if secrets:
+        service["secrets"] = secrets
+    ports = _ports(spec.get("ports"), where + ".ports")
+    networks = _string_list(spec.get("networks", [INTERNAL_NETWORK]), where + ".networks")
+    for index, net in enumerate(networks):
+        if net not in (INTERNAL_NETWORK, EDGE_NETWORK):
+            _fail("%s.networks[%d]" % (where, index), "must be %s (machine-to-machine, no route out) or %s, got %r"
+                  % (INTERNAL_NETWORK, EDGE_NETWORK, net))
+    if ports:
+        service["ports"] = ports
+        # An internal network has no gateway: published ports need the edge network.
+        if EDGE_NETWORK not in networks:
+            networks.append(EDGE_NETWORK)
+    service["networks"] = networks
+    if "depends_on" in spec:
+        service["depends_on"] = _string_list(spec["depends_on"], where + ".depends_on")
+    if "stop_grace_period" in spec:
+        if not isinstance(spec["stop_grace_period"], str) or not _DURATION_RE.match(spec["stop_grace_period"]):
+            _fail(where + ".stop_grace_period", "must be a duration such as 10s")
+        service["stop_grace_period"] = spec["stop_grace_period"]
+    return service
+
+
+def _probes(name, spec, service):
+    """Health checks of the generation's gate for one workload: the container's own healthcheck + its probes."""
+    checks = []
+    if "healthcheck" in service:
+        checks.append({"name": "%s-container" % name, "type": "container", "service": name})
+    probes = spec.get("probes", [])
+    if not isinstance(probes, list):
+        _fail("workloads.%s.probes" % name, "must be a list of health checks (http, tcp, container, systemd, command)")
+    for index, probe in enumerate(probes):
+        if not isinstance(probe, dict) or "type" not in probe:
+            _fail("workloads.%s.probes[%d]" % (name, index), "must be a mapping with a type")
+        check = dict(probe)
+        check["name"] = "%s-%s" % (name, probe.get("name", "probe%d" % index))
+        checks.append(check)
+    return checks
+
+
+def render_release(manifest, registry=None, secrets_dir=DEFAULT_SECRETS_DIR, source="release manifest"):
+    """Release manifest -> (generation release {id, compose, health_checks}, secret names, images).
+
+    ``registry`` (the site's registry address) overrides the manifest's ``registry``.
+    """
+    def fail(key, message):
+        raise WorkloadError("%s: %s: %s" % (source, key, message))
+
+    if not isinstance(manifest, dict):
+        fail("(top)", "must be a mapping with release and workloads")
+    unknown = sorted(set(manifest) - set(MANIFEST_KEYS))
+    if unknown:
+        fail(unknown[0], "unknown key (allowed: %s)" % ", ".join(MANIFEST_KEYS))
+    release = manifest.get("release")
+    if not isinstance(release, str) or not re.match(r"^[A-Za-z0-9][A-Za-z0-9_.:+-]{0,127}$", release):
+        fail("release", "must be an id of letters, digits and . _ : + -, got %r" % (release,))
+    registry = registry or manifest.get("registry")
+    if registry is not None and (not isinstance(registry, str) or not _REGISTRY_RE.match(registry)):
+        fail("registry", "must be a registry address such as site01-hub:5000, got %r" % (registry,))
+    workloads = manifest.get("workloads")
+    if not isinstance(workloads, dict) or not workloads:
+        fail("workloads", "must be a non-empty mapping of workload name to its declaration")
+    volumes = manifest.get("volumes", [])
+    if not isinstance(volumes, list) or not all(isinstance(v, str) and _NAME_RE.match(v) for v in volumes):
+        fail("volumes", "must be a list of volume names")
+    services, checks, secrets, images = {}, [], set(), []
+    try:
+        for name in sorted(workloads):
+            service = validate_workload(name, workloads[name], registry, volumes)
+            service["labels"]["org.edgeops.release"] = release
+            services[name] = service
+            checks.extend(_probes(name, workloads[name], service))
+            secrets.update(service.get("secrets", []))
+            images.append(service["image"])
+        for name, service in services.items():
+            for index, dep in enumerate(service.get("depends_on", [])):
+                if dep not in services:
+                    _fail("workloads.%s.depends_on[%d]" % (name, index), "%r is not a workload of this release" % (dep,))
+    except WorkloadError as exc:
+        raise WorkloadError("%s: %s" % (source, exc))
+    networks = {INTERNAL_NETWORK: {"internal": True}}
+    if any(EDGE_NETWORK in s["networks"] for s in services.values()):
+        networks[EDGE_NETWORK] = {}
+    compose = {"services": services, "networks": networks}
+    if volumes:
+        compose["volumes"] = dict((v, {}) for v in volumes)
+    if secrets:
+        compose["secrets"] = dict((s, {"file": "%s/%s" % (secrets_dir.rstrip("/"), s)}) for s in sorted(secrets))
+    return {"id": release, "compose": compose, "health_checks": checks}, sorted(secrets), images
+
+
+def secret_owners(manifest):
+    """Secret name -> uid of the workloads that read it (the file is 0400, so they must share one uid)."""
+    owners = {}
+    for name, spec in sorted((manifest.get("workloads") or {}).items()):
+        uid = int(str(spec.get("user", "10001:10001")).split(":")[0])
+        for secret in spec.get("secrets", []) or []:
+            if owners.setdefault(secret, uid) != uid:
+                raise WorkloadError("workloads.%s.secrets: %s is also read by a workload running as uid %d; a secret "
+                                    "file has one owner (mode 0400)" % (name, secret, owners[secret]))
+    return owners
