@@ -1,0 +1,187 @@
+# -*- coding: utf-8 -*-
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The sample workloads' model and training code (samples/workloads), imported by path."""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import importlib.util
+import json
+import os
+import sys
+
+import pytest
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+WORKLOADS = os.path.join(REPO, "samples", "workloads")
+
+
+def _load(name, relpath):
+    # The apps import their shared modules by name (PYTHONPATH=/opt/edgeops/lib in the images).
+    common = os.path.join(WORKLOADS, "common")
+    if common not in sys.path:
+        sys.path.insert(0, common)
+    spec = importlib.util.spec_from_file_location(name, os.path.join(WORKLOADS, relpath))
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # one module object, whether imported here or by the apps
+    spec.loader.exec_module(module)
+    return module
+
+
+model_lib = _load("edgeops_model", "common/edgeops_model.py")
+trainer = _load("edgeops_sample_trainer", "trainer/trainer.py")
+predictor = _load("edgeops_sample_predictor", "predictor/predictor.py")
+
+NORMAL = [2.0, 60.0, 10.0]
+ANOMALOUS = [6.5, 80.0, 13.5]
+
+
+def baked(version):
+    return model_lib.load_model(os.path.join(WORKLOADS, "predictor", "models", "model-%s.json" % version))
+
+
+def test_generated_readings_are_deterministic_per_seed():
+    assert model_lib.generate_readings(50, 3) == model_lib.generate_readings(50, 3)
+    assert model_lib.generate_readings(50, 3) != model_lib.generate_readings(50, 4)
+    labels = [y for dummy, y in model_lib.generate_readings(1000, 3)]
+    assert 200 < sum(labels) < 400
+
+
+def test_training_lowers_the_loss_and_learns_the_anomalies():
+    rows = model_lib.generate_readings(400, 5)
+    start = model_lib.new_model(rows, "t")
+    seen = []
+    trained, losses = model_lib.train(start, rows, 40, on_epoch=lambda epoch, loss: seen.append(epoch))
+    assert seen == list(range(1, 41))
+    assert losses[0] < model_lib.log_loss(start, rows)
+    assert losses[-1] < losses[0] / 2
+    assert all(b <= a + 1e-12 for a, b in zip(losses, losses[1:]))
+    assert model_lib.accuracy(trained, rows) > 0.95
+    assert start["weights"] == [0.0, 0.0, 0.0]  # train() does not modify its input
+
+
+@pytest.mark.parametrize("version", ["1.0.0", "1.1.0"])
+def test_baked_models_predict_known_readings(version):
+    model = baked(version)
+    assert model["version"] == version
+    normal = model_lib.predict(model, NORMAL)
+    anomalous = model_lib.predict(model, ANOMALOUS)
+    assert normal["prediction"] == "normal" and normal["score"] < 0.2
+    assert anomalous["prediction"] == "anomaly" and anomalous["score"] > 0.9
+
+
+def test_the_two_baked_releases_are_different_models():
+    old, new = baked("1.0.0"), baked("1.1.0")
+    assert old["weights"] != new["weights"]
+    assert model_lib.predict(old, NORMAL)["score"] != model_lib.predict(new, NORMAL)["score"]
+    # the newer release is the better model on data neither was trained on
+    rows = model_lib.generate_readings(500, 99)
+    assert model_lib.log_loss(new, rows) < model_lib.log_loss(old, rows)
+
+
+def test_baked_models_are_reproducible_from_the_trainer(tmp_path):
+    # How predictor/models/model-1.0.0.json was made (see the README).
+    out = str(tmp_path / "m.json")
+    trainer.build_model(out, "1.0.0", seed=7, samples=300, epochs=20, learning_rate=0.3)
+    rebuilt = model_lib.load_model(out)
+    assert rebuilt["weights"] == pytest.approx(baked("1.0.0")["weights"])
+
+
+@pytest.mark.parametrize("features", [[1, 2], "1,2,3", [1, "x", 3], [1, float("nan"), 3], [True, 1, 2], None])
+def test_bad_features_are_refused_naming_the_key(features):
+    with pytest.raises(model_lib.ModelError) as err:
+        model_lib.predict(baked("1.0.0"), features)
+    assert "features" in str(err.value)
+
+
+def test_features_from_query_or_body():
+    assert predictor.parse_features({"features": ["2, 60,10"]}, b"") == ["2", "60", "10"]
+    assert predictor.parse_features({}, b'{"features": [1, 2, 3]}') == [1, 2, 3]
+    for query, body in (({}, b""), ({}, b"{}"), ({}, b"not json")):
+        with pytest.raises(model_lib.ModelError) as err:
+            predictor.parse_features(query, body)
+        assert "features" in str(err.value) or "JSON" in str(err.value)
+
+
+@pytest.mark.parametrize("key, value", [("format", 2), ("weights", [1.0]), ("scale", [1.0, 0, 1.0]), ("bias", "x"),
+                                        ("version", 1)])
+def test_bad_model_files_are_refused_naming_the_key_and_file(tmp_path, key, value):
+    model = baked("1.0.0")
+    model[key] = value
+    path = tmp_path / "current.json"
+    path.write_text(json.dumps(model))
+    with pytest.raises(model_lib.ModelError) as err:
+        model_lib.load_model(str(path))
+    assert key in str(err.value) and str(path) in str(err.value)
+
+
+def test_checkpoints_are_numbered_and_only_the_last_n_are_kept(tmp_path):
+    models = str(tmp_path)
+    model = baked("1.0.0")
+    numbers = [model_lib.save_checkpoint(models, dict(model, version="v%d" % n), keep=3) for n in range(1, 6)]
+    assert numbers == [1, 2, 3, 4, 5]
+    assert sorted(os.listdir(models)) == ["checkpoint-000003.json", "checkpoint-000004.json",
+                                          "checkpoint-000005.json", "current.json"]
+    assert model_lib.load_model(os.path.join(models, "current.json"))["version"] == "v5"
+    assert model_lib.load_model(os.path.join(models, "checkpoint-000004.json"))["version"] == "v4"
+    with pytest.raises(model_lib.ModelError):
+        model_lib.save_checkpoint(models, model, keep=0)
+
+
+def test_checkpoint_write_is_atomic_a_failed_write_leaves_the_old_file(tmp_path, monkeypatch):
+    path = str(tmp_path / "current.json")
+    model_lib.write_json_atomic(path, {"version": "old"})
+    calls = []
+    real_fsync = os.fsync
+
+    def failing_fsync(fd):
+        calls.append(fd)
+        if len(calls) == 1:  # the data fsync, before the rename
+            raise OSError(5, "I/O error")
+        return real_fsync(fd)
+
+    monkeypatch.setattr(model_lib.os, "fsync", failing_fsync)
+    with pytest.raises(OSError):
+        model_lib.write_json_atomic(path, {"version": "new"})
+    assert json.load(open(path)) == {"version": "old"}
+    assert os.listdir(str(tmp_path)) == ["current.json"]  # no temporary file left behind
+
+
+def test_checkpoint_write_renames_a_synced_temporary_file(tmp_path, monkeypatch):
+    events = []
+    real_fsync, real_rename = os.fsync, os.rename
+    monkeypatch.setattr(model_lib.os, "fsync", lambda fd: events.append("fsync") or real_fsync(fd))
+    monkeypatch.setattr(model_lib.os, "rename", lambda a, b: events.append(("rename", os.path.basename(a)[:5],
+                                                                             os.path.basename(b))) or real_rename(a, b))
+    model_lib.write_json_atomic(str(tmp_path / "current.json"), {"version": "x"})
+    assert events == ["fsync", ("rename", ".tmp-", "current.json"), "fsync"]
+
+
+def test_a_training_round_writes_a_checkpoint_from_generated_data(tmp_path, monkeypatch, caplog):
+    monkeypatch.setenv("EDGEOPS_VERSION", "9.9.9")
+    data, models = tmp_path / "data", tmp_path / "models"
+    data.mkdir()
+    models.mkdir()
+    conf = {"interval": 1, "epochs": 5, "keep": 2, "seed": 1, "samples": 200, "learning_rate": 0.5,
+            "data_dir": str(data), "models_dir": str(models)}
+    with caplog.at_level("INFO", logger="edgeops"):
+        assert trainer.train_once(conf) == 1
+        assert trainer.train_once(conf) == 2
+    assert (data / "readings.csv").exists()
+    assert model_lib.read_readings_csv(str(data / "readings.csv")) == model_lib.generate_readings(200, 1)
+    current = model_lib.load_model(str(models / "current.json"))
+    assert current["version"] == "9.9.9+ckpt.2"
+    # the second round continued from the first one's model, so its loss is lower
+    first = model_lib.load_model(str(models / "checkpoint-000001.json"))
+    assert current["trained"]["loss"] < first["trained"]["loss"]
+    epoch_lines = [r.getMessage() for r in caplog.records if " epoch " in r.getMessage()]
+    assert len(epoch_lines) == 10 and "checkpoint 2 epoch 5/5 loss" in epoch_lines[-1]
+
+
+def test_a_bad_readings_file_names_the_file_and_line(tmp_path):
+    path = tmp_path / "readings.csv"
+    path.write_text("vibration_mm_s,temperature_c,current_a,anomaly\n1,2,3,0\n1,x,3,1\n")
+    with pytest.raises(model_lib.ModelError) as err:
+        model_lib.read_readings_csv(str(path))
+    assert "line 3" in str(err.value) and str(path) in str(err.value)
