@@ -312,6 +312,33 @@ def nft_fingerprint(listing):
     return sha256_bytes("\n".join(lines).encode("utf-8"))
 
 
+def summarize_images(rows, sizes, used_by):
+    """Group ``docker image ls`` rows by image id, with size and the generations whose references match."""
+    images = {}
+    for row in rows:
+        image = images.setdefault(row["ID"], {"id": row["ID"], "references": [], "size": sizes.get(row["ID"], 0),
+                                              "generations": []})
+        repo, tag, digest = row.get("Repository"), row.get("Tag"), row.get("Digest")
+        refs = []
+        if repo and repo != "<none>":
+            if tag and tag != "<none>":
+                refs.append("%s:%s" % (repo, tag))
+            if digest and digest != "<none>":
+                refs.append("%s@%s" % (repo, digest))
+        for ref in refs:
+            if ref not in image["references"]:
+                image["references"].append(ref)
+            image["generations"] = sorted(set(image["generations"]) | set(used_by.get(ref, [])))
+    listed = sorted(images.values(), key=lambda i: (-i["size"], i["id"]))
+    used = [i for i in listed if i["generations"]]
+    return {
+        "images": listed,
+        "images_total_bytes": sum(i["size"] for i in listed),
+        "images_used_bytes": sum(i["size"] for i in used),
+        "images_unused_bytes": sum(i["size"] for i in listed if not i["generations"]),
+    }
+
+
 def next_generation_id(existing):
     return max([0] + [int(i) for i in existing]) + 1
 
@@ -1240,6 +1267,27 @@ class Store:
         if live:
             result["drift"] = self.live_problems(current)
         return result
+
+    def image_report(self):
+        """Disk used by images on the device, and which kept generations use each (the rest can be pruned)."""
+        rc, out, err = self.run(["docker", "image", "ls", "--all", "--digests", "--no-trunc", "--format", "{{json .}}"],
+                                timeout=120)
+        if rc != 0:
+            raise GenerationError("docker image ls failed: %s" % (err.strip() or out.strip()))
+        rows = [json.loads(line) for line in out.splitlines() if line.strip()]
+        used_by = {}
+        for gen in self.generation_ids():
+            for ref in (self.manifest(gen) or {}).get("images", []):
+                used_by.setdefault(ref, []).append(gen)
+        ids = sorted(set(row["ID"] for row in rows))
+        sizes = {}
+        if ids:
+            rc, out, err = self.run(["docker", "image", "inspect", "--format", "{{.Id}} {{.Size}}"] + ids, timeout=120)
+            for line in out.splitlines():
+                image_id, _sep, size = line.partition(" ")
+                if size.strip().isdigit():
+                    sizes[image_id] = int(size)
+        return summarize_images(rows, sizes, used_by)
 
     def plan_gc(self, keep):
         current, confirmed = self.pointer("current"), self.pointer("confirmed")

@@ -29,6 +29,10 @@ options:
     description: Compare the running files, nftables table and containers with the current generation.
     type: bool
     default: true
+  images:
+    description: Report the images on the device, their disk size and which kept generations use them.
+    type: bool
+    default: false
 attributes:
   check_mode:
     support: full
@@ -97,6 +101,23 @@ drift:
   returned: when O(drift=true)
   type: list
   elements: str
+images:
+  description: Images on the device (id, references, size in bytes, generations using them), largest first.
+  returned: when O(images=true)
+  type: list
+  elements: dict
+images_total_bytes:
+  description: Disk used by all images (shared layers counted once per image, as C(docker image inspect) sizes them).
+  returned: when O(images=true)
+  type: int
+images_used_bytes:
+  description: Part of images_total_bytes used by kept generations.
+  returned: when O(images=true)
+  type: int
+images_unused_bytes:
+  description: Part of images_total_bytes no kept generation uses (what a prune can reclaim at most).
+  returned: when O(images=true)
+  type: int
 """
 
 from ansible.module_utils.basic import AnsibleModule
@@ -108,12 +129,15 @@ def main():
         argument_spec=dict(
             incidents_after=dict(type="int", default=0),
             drift=dict(type="bool", default=True),
+            images=dict(type="bool", default=False),
         ),
         supports_check_mode=True,
     )
     try:
         store = gens.Store(gens.load_config())
         result = store.listing(incidents_after=module.params["incidents_after"], live=module.params["drift"])
+        if module.params["images"]:
+            result.update(store.image_report())
     except gens.GenerationError as exc:
         module.fail_json(msg=exc.message)
     module.exit_json(changed=False, **result)

@@ -255,3 +255,19 @@ def test_cli_version_and_usage(capsys):
     assert g.main(["version"]) == 0
     assert capsys.readouterr().out.strip() == g.AGENT_VERSION
     assert g.main(["nonsense"], config_path="/nonexistent") == 2
+
+
+def test_image_report_groups_references_and_sizes_by_kept_generation():
+    digest = "sha256:" + "cd" * 32
+    rows = [
+        {"ID": "sha256:aaa", "Repository": "hub:5000/edgeops/predictor", "Tag": "<none>", "Digest": digest},
+        {"ID": "sha256:aaa", "Repository": "edgeops/predictor", "Tag": "1.0.0", "Digest": "<none>"},
+        {"ID": "sha256:bbb", "Repository": "edgeops/old", "Tag": "1", "Digest": "<none>"},
+        {"ID": "sha256:ccc", "Repository": "<none>", "Tag": "<none>", "Digest": "<none>"},
+    ]
+    report = g.summarize_images(rows, {"sha256:aaa": 300, "sha256:bbb": 200, "sha256:ccc": 50},
+                                   {"hub:5000/edgeops/predictor@" + digest: [3, 4]})
+    assert [i["id"] for i in report["images"]] == ["sha256:aaa", "sha256:bbb", "sha256:ccc"]
+    assert report["images"][0]["generations"] == [3, 4]
+    assert report["images"][0]["references"] == ["hub:5000/edgeops/predictor@" + digest, "edgeops/predictor:1.0.0"]
+    assert (report["images_total_bytes"], report["images_used_bytes"], report["images_unused_bytes"]) == (550, 300, 250)
