@@ -27,7 +27,8 @@ import time
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LAB = "edgeops-bench"
 DEVICE = LAB + "-site01-dev01"
-PACKAGES = ["docker.io", "docker-cli", "docker-compose", "nftables", "busybox-static"]
+# The recipe the generations, registry and workloads scenarios share (one image for all).
+PACKAGES = ["docker.io", "docker-cli", "docker-compose", "nftables", "busybox-static", "docker-registry", "python3-passlib"]
 
 
 def sh(argv, check=True):

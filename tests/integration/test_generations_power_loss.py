@@ -26,7 +26,8 @@ from conftest import ansible
 LAB = "edgeops-powertest"
 PORT_BASE = "43100"
 DEVICE = LAB + "-site01-dev01"
-PACKAGES = ["docker.io", "docker-cli", "docker-compose", "nftables", "busybox-static"]
+# The recipe the generations, registry and workloads scenarios share (one image for all).
+PACKAGES = ["docker.io", "docker-cli", "docker-compose", "nftables", "busybox-static", "docker-registry", "python3-passlib"]
 TRIALS = int(os.environ.get("EDGEOPS_POWER_LOSS_TRIALS", "24"))
 
 
