@@ -282,8 +282,12 @@ def test_device_manager_reports_predictor_health_and_never_reveals_the_token(lab
     manager, port = lab.run("manager", "edgeops/device-manager:1.0.0", "-v", "%s:/run/secrets/dashboard_token:ro" % secret,
                             port=8081)
     wait_for("device-manager /health", lambda: http(port, "/health")[0] == 200, 15)
-    status, report = wait_for("the predictor to be reported healthy",
-                              lambda: (lambda r: r if r[1]["predictor"]["healthy"] else None)(http(port, "/status")), 20)
+
+    def healthy_report():
+        answer = http(port, "/status")
+        return answer if answer[1]["predictor"]["healthy"] else None
+
+    status, report = wait_for("the predictor to be reported healthy", healthy_report, 20)
     assert status == 200
     assert report["version"] == "1.0.0" and report["service"] == "device-manager"
     assert report["predictor"]["version"] == "1.0.0" and report["predictor"]["http_status"] == 200

@@ -151,9 +151,17 @@ def test_checkpoint_write_is_atomic_a_failed_write_leaves_the_old_file(tmp_path,
 def test_checkpoint_write_renames_a_synced_temporary_file(tmp_path, monkeypatch):
     events = []
     real_fsync, real_rename = os.fsync, os.rename
-    monkeypatch.setattr(model_lib.os, "fsync", lambda fd: events.append("fsync") or real_fsync(fd))
-    monkeypatch.setattr(model_lib.os, "rename", lambda a, b: events.append(("rename", os.path.basename(a)[:5],
-                                                                             os.path.basename(b))) or real_rename(a, b))
+
+    def fsync(fd):
+        events.append("fsync")
+        return real_fsync(fd)
+
+    def rename(src, dst):
+        events.append(("rename", os.path.basename(src)[:5], os.path.basename(dst)))
+        return real_rename(src, dst)
+
+    monkeypatch.setattr(model_lib.os, "fsync", fsync)
+    monkeypatch.setattr(model_lib.os, "rename", rename)
     model_lib.write_json_atomic(str(tmp_path / "current.json"), {"version": "x"})
     assert events == ["fsync", ("rename", ".tmp-", "current.json"), "fsync"]
 
@@ -185,3 +193,28 @@ def test_a_bad_readings_file_names_the_file_and_line(tmp_path):
     with pytest.raises(model_lib.ModelError) as err:
         model_lib.read_readings_csv(str(path))
     assert "line 3" in str(err.value) and str(path) in str(err.value)
+
+
+healthcheck = _load("edgeops_sample_healthcheck", "common/healthcheck.py")
+device_manager = _load("edgeops_sample_device_manager", "device-manager/device_manager.py")
+
+
+def test_trainer_health_follows_the_age_of_the_last_checkpoint(tmp_path, monkeypatch):
+    monkeypatch.setenv("TRAINER_MODELS_DIR", str(tmp_path))
+    monkeypatch.setenv("TRAINER_INTERVAL", "10")
+    current = tmp_path / "current.json"
+    current.write_text("{}")
+    os.utime(str(current), (1000, 1000))
+    assert healthcheck.checkpoint_healthy(now=1000 + 59)[0] is True  # 3 intervals, at least 60 s
+    assert healthcheck.checkpoint_healthy(now=1000 + 61)[0] is False
+    monkeypatch.setenv("TRAINER_HEALTH_MAX_AGE", "100")
+    assert healthcheck.checkpoint_healthy(now=1000 + 99)[0] is True
+
+
+def test_token_state_never_returns_the_token(tmp_path):
+    secret = tmp_path / "dashboard_token"
+    assert device_manager.token_state(str(secret)) == "absent"
+    secret.write_text("  \n")
+    assert device_manager.token_state(str(secret)) == "absent"
+    secret.write_text("s3cr3t-value\n")
+    assert device_manager.token_state(str(secret)) == "present"
