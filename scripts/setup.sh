@@ -15,6 +15,7 @@ command -v dockerd >/dev/null || need_pkgs+=(docker.io)
 command -v debootstrap >/dev/null || need_pkgs+=(debootstrap)
 command -v ssh >/dev/null || need_pkgs+=(openssh-client)
 command -v git >/dev/null || need_pkgs+=(git)
+command -v skopeo >/dev/null || need_pkgs+=(skopeo)
 python3 -c 'import ensurepip, venv' 2>/dev/null || need_pkgs+=(python3-venv)
 if [ "${#need_pkgs[@]}" -gt 0 ]; then
   log "Installing Debian packages: ${need_pkgs[*]}"
