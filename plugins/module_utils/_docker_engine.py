@@ -81,4 +81,3 @@ def daemon_config(data_root="/var/lib/docker", live_restore=True, log_driver="js
             _fail("docker_engine_daemon_options.%s" % key, "is set by its own docker_engine_* variable; use that")
         config[key] = value
     return config
-

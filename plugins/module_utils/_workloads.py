@@ -322,7 +322,7 @@ def secret_owners(manifest):
     """Secret name -> uid of the workloads that read it (the file is 0400, so they must share one uid)."""
     owners = {}
     for name, spec in sorted((manifest.get("workloads") or {}).items()):
-        uid = int(str(spec.get("user", "10001:10001")).split(":")[0])
+        uid = int(str(spec.get("user", "10001:10001")).split(":", 1)[0])
         for secret in spec.get("secrets", []) or []:
             if owners.setdefault(secret, uid) != uid:
                 raise WorkloadError("workloads.%s.secrets: %s is also read by a workload running as uid %d; a secret "

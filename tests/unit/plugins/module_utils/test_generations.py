@@ -266,7 +266,7 @@ def test_image_report_groups_references_and_sizes_by_kept_generation():
         {"ID": "sha256:ccc", "Repository": "<none>", "Tag": "<none>", "Digest": "<none>"},
     ]
     report = g.summarize_images(rows, {"sha256:aaa": 300, "sha256:bbb": 200, "sha256:ccc": 50},
-                                   {"hub:5000/edgeops/predictor@" + digest: [3, 4]})
+                                {"hub:5000/edgeops/predictor@" + digest: [3, 4]})
     assert [i["id"] for i in report["images"]] == ["sha256:aaa", "sha256:bbb", "sha256:ccc"]
     assert report["images"][0]["generations"] == [3, 4]
     assert report["images"][0]["references"] == ["hub:5000/edgeops/predictor@" + digest, "edgeops/predictor:1.0.0"]
