@@ -7,12 +7,29 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 from ansible.errors import AnsibleFilterError
+from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
 
 from ansible_collections.edgeops.fleet.plugins.module_utils._workloads import (
     DEFAULT_SECRETS_DIR, WorkloadError, render_release, secret_owners)
 
 
-def _workloads_release(manifest, registry=None, secrets_dir=DEFAULT_SECRETS_DIR, source="release manifest"):
+def _check_spec(manifest, spec, source):
+    """Check every workload against the role's `workload` argument spec; one error naming file and workloads."""
+    workloads = manifest.get("workloads") if isinstance(manifest, dict) else None
+    if not spec or not isinstance(workloads, dict):
+        return
+    validator = ArgumentSpecValidator(spec)
+    errors = []
+    for name in sorted(workloads):
+        if isinstance(workloads[name], dict):
+            errors.extend("workloads.%s: %s" % (name, message)
+                          for message in validator.validate(workloads[name]).error_messages)
+    if errors:
+        raise AnsibleFilterError("%s: %s" % (source, "; ".join(errors)))
+
+
+def _workloads_release(manifest, registry=None, secrets_dir=DEFAULT_SECRETS_DIR, source="release manifest", spec=None):
+    _check_spec(manifest, spec, source)
     try:
         release, secrets, images = render_release(manifest, registry=registry, secrets_dir=secrets_dir, source=source)
         owners = secret_owners(manifest)

@@ -1270,7 +1270,8 @@ class Store:
 
     def image_report(self):
         """Disk used by images on the device, and which kept generations use each (the rest can be pruned)."""
-        rc, out, err = self.run(["docker", "image", "ls", "--all", "--digests", "--no-trunc", "--format", "{{json .}}"],
+        # Not --all: intermediate build layers are part of their image's size already.
+        rc, out, err = self.run(["docker", "image", "ls", "--digests", "--no-trunc", "--format", "{{json .}}"],
                                 timeout=120)
         if rc != 0:
             raise GenerationError("docker image ls failed: %s" % (err.strip() or out.strip()))
@@ -1283,6 +1284,8 @@ class Store:
         sizes = {}
         if ids:
             rc, out, err = self.run(["docker", "image", "inspect", "--format", "{{.Id}} {{.Size}}"] + ids, timeout=120)
+            if rc != 0:
+                raise GenerationError("docker image inspect failed: %s" % (err.strip() or out.strip()))
             for line in out.splitlines():
                 image_id, _sep, size = line.partition(" ")
                 if size.strip().isdigit():

@@ -25,8 +25,7 @@ MANIFEST_KEYS = ("release", "registry", "workloads", "volumes")
 HEALTHCHECK_KEYS = ("test", "interval", "timeout", "retries", "start_period")
 RESTART_POLICIES = ("no", "always", "on-failure", "unless-stopped")
 # Capabilities a workload may add back; the rest (SYS_ADMIN, NET_ADMIN, ...) would defeat containment.
-ALLOWED_CAP_ADD = ("CHOWN", "DAC_OVERRIDE", "FOWNER", "FSETID", "KILL", "NET_BIND_SERVICE", "NET_RAW", "SETGID",
-                   "SETUID", "SYS_NICE", "SYS_PTRACE")
+ALLOWED_CAP_ADD = ("CHOWN", "FOWNER", "FSETID", "KILL", "NET_BIND_SERVICE", "NET_RAW", "SETGID", "SETUID", "SYS_NICE")
 INTERNAL_NETWORK = "internal"
 EDGE_NETWORK = "edge"
 DEFAULT_SECRETS_DIR = "/run/edgeops/secrets"
@@ -179,8 +178,9 @@ def validate_workload(name, spec, registry, declared_volumes=()):
         _fail(where + ".read_only", "must be true or false")
     user = str(spec.get("user", "10001:10001"))
     match = _USER_RE.match(user)
-    if not match or int(match.group(1)) == 0:
-        _fail(where + ".user", "must be a numeric non-root uid[:gid] such as 10001:10001, got %r" % (spec.get("user"),))
+    if not match or int(match.group(1)) == 0 or (match.group(2) is not None and int(match.group(2)) == 0):
+        _fail(where + ".user", "must be a numeric non-root uid[:gid] (gid 0 neither) such as 10001:10001, got %r"
+              % (spec.get("user"),))
     service["user"] = user
     tmpfs = _string_list(spec.get("tmpfs", ["/tmp:size=64m"]), where + ".tmpfs")
     for index, item in enumerate(tmpfs):
@@ -284,7 +284,10 @@ def render_release(manifest, registry=None, secrets_dir=DEFAULT_SECRETS_DIR, sou
     if not isinstance(release, str) or not re.match(r"^[A-Za-z0-9][A-Za-z0-9_.:+-]{0,127}$", release):
         fail("release", "must be an id of letters, digits and . _ : + -, got %r" % (release,))
     registry = registry or manifest.get("registry")
-    if registry is not None and (not isinstance(registry, str) or not _REGISTRY_RE.match(registry)):
+    if registry is None:
+        # Without it, Docker would resolve edgeops/predictor on Docker Hub: never what a site wants.
+        fail("registry", "no site registry: set workloads_registry (the site's registry address) or registry in the manifest")
+    if not isinstance(registry, str) or not _REGISTRY_RE.match(registry):
         fail("registry", "must be a registry address such as site01-hub:5000, got %r" % (registry,))
     workloads = manifest.get("workloads")
     if not isinstance(workloads, dict) or not workloads:

@@ -91,6 +91,8 @@ def test_rendering_is_deterministic():
     (("predictor", "user"), "0", "workloads.predictor.user"),
     (("predictor", "user"), "root", "workloads.predictor.user"),
     (("predictor", "cap_add"), ["SYS_ADMIN"], "workloads.predictor.cap_add[0]"),
+    (("predictor", "cap_add"), ["SYS_PTRACE"], "workloads.predictor.cap_add[0]"),
+    (("predictor", "user"), "10001:0", "workloads.predictor.user"),
     (("predictor", "ports"), ["80"], "workloads.predictor.ports[0]"),
     (("predictor", "networks"), ["host"], "workloads.predictor.networks[0]"),
     (("predictor", "priviledged"), True, "workloads.predictor: unknown key(s) priviledged"),
@@ -119,8 +121,14 @@ def test_bad_declarations_are_refused_naming_file_and_key(path, value, key):
 ])
 def test_bad_manifests_are_refused(manifest, key):
     with pytest.raises(WorkloadError) as err:
-        render_release(copy.deepcopy(manifest), source="m.yml")
+        render_release(copy.deepcopy(manifest), registry=None if key == "registry" else "hub:5000", source="m.yml")
     assert str(err.value).startswith("m.yml: %s:" % key)
+
+
+def test_a_site_registry_is_required():
+    with pytest.raises(WorkloadError) as err:
+        render_release(copy.deepcopy(MANIFEST), registry=None, source="m.yml")
+    assert "m.yml: registry: no site registry" in str(err.value)
 
 
 def test_a_secret_has_one_owner():
