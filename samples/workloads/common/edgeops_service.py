@@ -25,30 +25,25 @@ class SettingError(ValueError):
     """An environment variable has a bad value; the message names it."""
 
 
-def env_int(name, default, low=0, high=10 ** 9):
+def _env_number(name, default, low, high, kind, what):
     raw = os.environ.get(name, "")
     if raw.strip() == "":
         return default
     try:
-        value = int(raw)
+        value = kind(raw)
     except ValueError:
-        raise SettingError("%s must be an integer, got %r" % (name, raw))
-    if not low <= value <= high:
-        raise SettingError("%s must be between %d and %d, got %d" % (name, low, high, value))
-    return value
-
-
-def env_float(name, default, low=0.0, high=1e9):
-    raw = os.environ.get(name, "")
-    if raw.strip() == "":
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        raise SettingError("%s must be a number, got %r" % (name, raw))
+        raise SettingError("%s must be %s, got %r" % (name, what, raw))
     if not low <= value <= high:
         raise SettingError("%s must be between %s and %s, got %s" % (name, low, high, value))
     return value
+
+
+def env_int(name, default, low=0, high=10 ** 9):
+    return _env_number(name, default, low, high, int, "an integer")
+
+
+def env_float(name, default, low=0.0, high=1e9):
+    return _env_number(name, default, low, high, float, "a number")
 
 
 def setup_logging(service):
