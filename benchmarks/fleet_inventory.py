@@ -2,19 +2,25 @@
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 """Inventory load time: the fleet plugin against a static YAML inventory of the same fleet, side by side.
 
-    python benchmarks/fleet_inventory.py [--devices 1000 10000] [--rounds 3]
+    python benchmarks/fleet_inventory.py [--devices 1000 10000] [--rounds 3] [--export] [--no-cli] [--profile]
 
-Both are loaded by `ansible-inventory --list` (the same process start-up cost); the static inventory has the
-same hosts, groups and host variables the plugin builds (waves precomputed), so the ratio is the price of
-validating the fleet file, assigning waves and building groups at load time.
+For each fleet size it writes a fleet file and a static YAML inventory with the same hosts, groups and
+variables (group variables on the same groups, waves precomputed), then measures both:
+
+  (a) InventoryManager(loader, sources=[...]) in a fresh Python process (Ansible already imported): the
+      parse and group time alone, wall and CPU time (CPU time is less disturbed by a loaded machine);
+  (b) `ansible-inventory --list` (or `--list --export` with --export), wall time of the whole command:
+      process start-up, parse, and the JSON output of every host's variables.
+
+Medians over --rounds. With --profile, cProfile of (a) for the plugin at the largest size (top functions).
 """
 
 from __future__ import absolute_import, division, print_function
 
-__metaclass__ = type
-
 import argparse
+import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -24,10 +30,33 @@ import time
 import yaml
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.join(REPO, "collections"))
+COLLECTIONS = os.path.join(REPO, "collections")
+sys.path.insert(0, COLLECTIONS)
 
-from ansible_collections.edgeops.fleet.plugins.inventory.fleet import host_entries  # noqa: E402
+from ansible_collections.edgeops.fleet.plugins.inventory.fleet import inventory_layout  # noqa: E402
 from ansible_collections.edgeops.fleet.plugins.module_utils._fleet import assign_waves, load_fleet  # noqa: E402
+
+# Run in a child process: times InventoryManager construction only, prints {"wall": s, "cpu": s, "hosts": n}.
+_CHILD = """
+import json, sys, time
+from ansible.inventory.manager import InventoryManager
+from ansible.parsing.dataloader import DataLoader
+from ansible.plugins.loader import init_plugin_loader
+init_plugin_loader()
+loader = DataLoader()
+profile = sys.argv[2] == "profile"
+if profile:
+    import cProfile, pstats
+    profiler = cProfile.Profile()
+    profiler.enable()
+wall, cpu = time.perf_counter(), time.process_time()
+inventory = InventoryManager(loader, sources=[sys.argv[1]])
+wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+if profile:
+    profiler.disable()
+    pstats.Stats(profiler, stream=sys.stderr).sort_stats("cumulative").print_stats(30)
+print(json.dumps({"wall": wall, "cpu": cpu, "hosts": len(inventory.hosts)}))
+"""
 
 
 def make_fleet(devices, per_site=12):
@@ -37,7 +66,7 @@ def make_fleet(devices, per_site=12):
         site_specs["site%04d" % s] = {"bastion": {"host": "10.%d.%d.1" % (s // 250, s % 250), "user": "jump"},
                                       "registry": "site%04d-hub:5000" % s}
     fleet = {"profiles": {"nuc-gpu": {"gpus": 1}, "nuc": {"gpus": 0}}, "sites": site_specs,
-             "devices": {}, "rollout": {"waves": [1, "10%", "50%", "100%"], "site_cap": "50%"}}
+             "devices": {}, "rollout": {"waves": [1, "10%", "50%", "100%"], "site_cap": "50%", "soak": 120}}
     for n in range(devices):
         s = n // per_site
         fleet["devices"]["site%04d-dev%02d" % (s, n % per_site)] = {
@@ -47,49 +76,107 @@ def make_fleet(devices, per_site=12):
 
 
 def make_static(fleet):
-    entries = host_entries(load_fleet(fleet), assign_waves(load_fleet(fleet)))
-    groups = {}
-    hosts = {}
-    for name, (group_list, hostvars) in entries.items():
-        hosts[name] = hostvars
-        for group in group_list:
-            groups.setdefault(group, {"hosts": {}})["hosts"][name] = None
-    groups["edge_devices"]["hosts"] = dict((name, hosts[name]) for name in groups["edge_devices"]["hosts"])
+    """A YAML inventory with what the plugin builds: the same groups, group variables and host variables."""
+    loaded = load_fleet(fleet)
+    layout = inventory_layout(loaded, assign_waves(loaded))
+    groups = dict((name, {"hosts": {}, "vars": group_vars}) for name, group_vars in layout["groups"].items())
+    for name, entry in sorted(layout["hosts"].items()):
+        for index, group in enumerate(entry["groups"]):
+            groups[group]["hosts"][name] = entry["vars"] if index == 0 else None  # host vars once
+    for group in groups.values():
+        if not group["vars"]:
+            del group["vars"]
     return {"all": {"children": groups}}
 
 
-def timed(argv, env, rounds):
+def child_env():
+    return dict(os.environ, ANSIBLE_INVENTORY_UNPARSED_FAILED="true", ANSIBLE_COLLECTIONS_PATH=COLLECTIONS,
+                PYTHONPATH=COLLECTIONS)
+
+
+def in_process(source, rounds):
+    """Median wall and CPU seconds of InventoryManager construction, each round in a fresh interpreter."""
+    walls, cpus = [], []
+    for _round in range(rounds):
+        proc = subprocess.run([sys.executable, "-c", _CHILD, source, "time"], env=child_env(), cwd=REPO,
+                              capture_output=True, text=True, check=False)
+        if proc.returncode != 0:
+            sys.exit("inventory load failed for %s:\n%s" % (source, proc.stderr[-3000:]))
+        result = json.loads(proc.stdout.strip().splitlines()[-1])
+        walls.append(result["wall"])
+        cpus.append(result["cpu"])
+    return statistics.median(walls), statistics.median(cpus)
+
+
+def profile(source):
+    proc = subprocess.run([sys.executable, "-c", _CHILD, source, "profile"], env=child_env(), cwd=REPO,
+                          capture_output=True, text=True, check=False)
+    return proc.stderr
+
+
+def cli(tool, source, rounds, export):
+    argv = [tool, "-i", source, "--list"] + (["--export"] if export else [])
     times = []
     for _round in range(rounds):
-        start = time.monotonic()
-        subprocess.run(argv, env=env, cwd=REPO, check=True, stdout=subprocess.DEVNULL)
-        times.append(time.monotonic() - start)
+        start = time.perf_counter()
+        subprocess.run(argv, env=child_env(), cwd=REPO, check=True, stdout=subprocess.DEVNULL)
+        times.append(time.perf_counter() - start)
     return statistics.median(times)
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", maxsplit=1)[0])
     parser.add_argument("--devices", type=int, nargs="+", default=[1000, 10000])
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--export", action="store_true", help="ansible-inventory --list --export (what AWX runs)")
+    parser.add_argument("--no-cli", action="store_true", help="skip the ansible-inventory measurement (b)")
+    parser.add_argument("--profile", action="store_true", help="cProfile the plugin's load at the largest size")
     args = parser.parse_args()
     tool = os.path.join(os.path.dirname(sys.executable), "ansible-inventory")
-    env = dict(os.environ, ANSIBLE_INVENTORY_UNPARSED_FAILED="true")
     work = tempfile.mkdtemp(prefix="edgeops-inventory-bench-")
-    print("%8s %12s %12s %8s" % ("devices", "fleet (s)", "static (s)", "ratio"))
+    try:
+        load = os.getloadavg()[0]
+    except (AttributeError, OSError):
+        load = float("nan")
+    print("median of %d rounds; %d CPUs, load average %.2f at start (a loaded machine inflates wall times)"
+          % (args.rounds, os.cpu_count() or 0, load))
+    header = "%8s | %-29s | %-29s | %s" % (
+        "devices", "(a) InventoryManager, wall s", "(a) InventoryManager, CPU s",
+        "(b) ansible-inventory --list%s, wall s" % (" --export" if args.export else ""))
+    print(header)
+    print("%8s | %9s %9s %9s | %9s %9s %9s | %8s %8s %8s" % (
+        "", "fleet", "static", "ratio", "fleet", "static", "ratio", "fleet", "static", "ratio"))
+    try:
+        run(args, tool, work)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def run(args, tool, work):
     for count in args.devices:
+        directory = os.path.join(work, str(count))
+        os.makedirs(directory)
         fleet = make_fleet(count)
-        with open(os.path.join(work, "fleet.yml"), "w") as handle:
+        with open(os.path.join(directory, "fleet.yml"), "w") as handle:
             yaml.safe_dump(fleet, handle)
-        with open(os.path.join(work, "edge.fleet.yml"), "w") as handle:
+        plugin_source = os.path.join(directory, "edge.fleet.yml")
+        with open(plugin_source, "w") as handle:
             handle.write("plugin: edgeops.fleet.fleet\nfleet_file: fleet.yml\n")
-        with open(os.path.join(work, "static.yml"), "w") as handle:
+        static_source = os.path.join(directory, "static.yml")
+        with open(static_source, "w") as handle:
             yaml.safe_dump(make_static(fleet), handle)
-        start = time.monotonic()
-        load_fleet(fleet)
-        parse_only = time.monotonic() - start
-        plugin = timed([tool, "-i", os.path.join(work, "edge.fleet.yml"), "--list"], env, args.rounds)
-        static = timed([tool, "-i", os.path.join(work, "static.yml"), "--list"], env, args.rounds)
-        print("%8d %12.2f %12.2f %8.2f   (validation alone %.3f s)" % (count, plugin, static, plugin / static, parse_only))
+        plugin_wall, plugin_cpu = in_process(plugin_source, args.rounds)
+        static_wall, static_cpu = in_process(static_source, args.rounds)
+        row = "%8d | %9.2f %9.2f %9.2f | %9.2f %9.2f %9.2f" % (
+            count, plugin_wall, static_wall, plugin_wall / static_wall, plugin_cpu, static_cpu, plugin_cpu / static_cpu)
+        if not args.no_cli:
+            plugin_cli = cli(tool, plugin_source, args.rounds, args.export)
+            static_cli = cli(tool, static_source, args.rounds, args.export)
+            row += " | %8.2f %8.2f %8.2f" % (plugin_cli, static_cli, plugin_cli / static_cli)
+        print(row, flush=True)
+    if args.profile:
+        print("\ncProfile, InventoryManager construction, fleet plugin, %d devices:" % args.devices[-1])
+        print(profile(os.path.join(work, str(args.devices[-1]), "edge.fleet.yml")))
 
 
 if __name__ == "__main__":

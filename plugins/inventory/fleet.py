@@ -19,9 +19,32 @@ description:
   - Assigns every device a rollout wave without state (canary tag or a stable hash; percentage waves; a per-site
     cap), sets C(ProxyJump) through the site's bastion, and the site registry as C(registry_address) and
     C(workloads_registry).
+  - What is the same for every member of a group is a group variable, inherited by the hosts. The site group has
+    the site's C(vars), C(edgeops_site), C(edgeops_network), C(registry_address), C(workloads_registry) and
+    C(ansible_ssh_common_args); C(profile_<profile>) has the profile's C(vars), C(edgeops_profile) and
+    C(edgeops_gpus); C(wave_<n>) has C(edgeops_wave); C(edge_devices) has C(edgeops_rollout). Host variables are
+    C(ansible_host), C(ansible_port), C(ansible_user), C(edgeops_tags), C(edgeops_release), C(edgeops_channel) and
+    the device's C(vars). A host's effective variables are as if all were host variables applied in this order
+    (later wins) C(edgeops_rollout), site vars, profile vars, derived variables, device vars; a name used by both
+    a site and a profile stays a host variable so that this order holds.
+  - Being group variables of the inventory, site, profile and wave variables rank below C(group_vars/) files next to
+    the inventory or the playbook (Ansible's variable precedence), which the earlier host variables did not.
+  - C(edgeops_rollout) is the normalised rollout policy (JSON types) - C(waves) as [kind, value] pairs, C(wave_plan)
+    as written (for example C([1, "10%", "100%"])), C(canary_tag), C(site_cap) (a fraction), C(salt), C(soak)
+    (seconds, default 60), C(failure_threshold) (percent, default 10; a rollout aborts when failed*100/executed
+    exceeds it), C(min_executed) (default 1; the threshold applies from that many executed devices),
+    C(unreachable) (C(fail) or C(pause), default C(fail)), C(rollback_switched) (default true),
+    C(confirm_timeout) (seconds >= 15, default 300), C(environment) (default C(production)) and
+    C(approval_waived) (default false, refused in C(production)). The wave numbers in use are the C(wave_<n>)
+    groups.
   - A malformed fleet file is refused naming the file, the key and what was expected; unknown keys are errors.
+    Site names C(all), C(ungrouped), C(edge_devices) and names starting with C(wave_), C(tag_) or C(profile_) are
+    refused (they are groups of their own).
+  - Every value from the fleet file is untrusted (unsafe) for templating. The file is read as plain YAML; a
+    vaulted file or C(!vault)/C(!unsafe) values go through Ansible's loader.
   - The configuration file must end in C(.fleet.yml) or C(.fleet.yaml) (so it also works as an AWX inventory
     source checked into the repository).
+  - Options of C(constructed) cost one template per device and option at load time; without them none runs.
 extends_documentation_fragment:
   - constructed
   - inventory_cache
@@ -48,61 +71,248 @@ keyed_groups:
 
 import os
 
+import yaml
+
 from ansible.errors import AnsibleParserError
 from ansible.plugins.inventory import BaseInventoryPlugin, Cacheable, Constructable
-from ansible.utils.unsafe_proxy import wrap_var
 
-from ansible_collections.edgeops.fleet.plugins.module_utils._fleet import FleetError, assign_waves, load_fleet
+from ansible_collections.edgeops.fleet.plugins.module_utils._fleet import (
+    FleetError, assign_waves, load_fleet, policy_for_json)
+
+# Variables the plugin derives from a site (set on the site's group), a profile (on profile_<name>), the wave (on
+# wave_<n>) and the fleet (on edge_devices). Hosts inherit them: one group variable instead of one per host saves
+# most of Ansible's per-host work at scale. (A variable name two kinds of group would carry stays per host.)
+SITE_DERIVED = ("edgeops_site", "edgeops_network", "registry_address", "workloads_registry", "ansible_ssh_common_args")
+PROFILE_DERIVED = ("edgeops_profile", "edgeops_gpus")
+WAVE_DERIVED = ("edgeops_wave",)
+FLEET_DERIVED = ("edgeops_rollout",)
+
+_STR = "tag:yaml.org,2002:str"
+_MAP = "tag:yaml.org,2002:map"
+_SEQ = "tag:yaml.org,2002:seq"
+_INT = "tag:yaml.org,2002:int"
+_NULL = "tag:yaml.org,2002:null"
+_BOOL = "tag:yaml.org,2002:bool"
+_FLOAT = "tag:yaml.org,2002:float"
+
+
+class _NotPlain(Exception):
+    """The document needs PyYAML's full constructor (merge keys, timestamps, recursive anchors, ...)."""
+
+
+class DuplicateKeyError(yaml.YAMLError):
+    """A mapping has the same key twice (Ansible's loader warns about it, or refuses it, as configured)."""
+
+
+def read_plain_yaml(raw):
+    """Parse a YAML document of plain data (mappings, lists, strings, numbers, booleans, nulls) quickly.
+
+    The fleet file is plain data, read at every inventory load: libyaml parses it, and mappings, lists and the
+    common scalars are built here directly (PyYAML's generic constructor is the slower half of yaml.safe_load).
+    Anything else goes through PyYAML's safe constructor, so the result is always what yaml.safe_load returns.
+    Raises yaml.YAMLError for what a safe loader refuses (syntax errors, tags such as !vault or !unsafe) and
+    DuplicateKeyError for a key given twice in a mapping (yaml.safe_load would silently keep the last one).
+    """
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)(raw)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        building = set()
+
+        def build(node):
+            tag = node.tag
+            if tag == _STR:
+                return node.value
+            if tag == _MAP:
+                if id(node) in building:  # a recursive anchor
+                    raise _NotPlain()
+                building.add(id(node))
+                out = {}
+                for key_node, value_node in node.value:
+                    key = build(key_node)
+                    if isinstance(key, (dict, list)):
+                        raise _NotPlain()
+                    out[key] = build(value_node)
+                if len(out) != len(node.value):
+                    raise DuplicateKeyError("%s: a key is given twice in this mapping" % node.start_mark)
+                building.discard(id(node))
+                return out
+            if tag == _SEQ:
+                if id(node) in building:
+                    raise _NotPlain()
+                building.add(id(node))
+                out = [build(item) for item in node.value]
+                building.discard(id(node))
+                return out
+            if tag == _INT:
+                return loader.construct_yaml_int(node)
+            if tag == _NULL:
+                return None
+            if tag == _BOOL:
+                return loader.construct_yaml_bool(node)
+            if tag == _FLOAT:
+                return loader.construct_yaml_float(node)
+            raise _NotPlain()
+
+        try:
+            return build(node)
+        except (_NotPlain, RecursionError):
+            return loader.construct_document(node)
+    finally:
+        loader.dispose()
 
 
 def _group_name(prefix, value):
     return "%s_%s" % (prefix, str(value).replace("-", "_"))
 
 
-def host_entries(fleet, waves):
-    """Device name -> (groups, host variables), from a validated fleet and its waves."""
-    entries = {}
-    for name, device in fleet["devices"].items():
-        site = fleet["sites"][device["site"]]
-        profile = fleet["profiles"].get(device["profile"] or "", {"gpus": 0, "vars": {}})
-        hostvars = {}
-        hostvars.update(site["vars"])
-        hostvars.update(profile["vars"])
-        hostvars.update({
-            "ansible_host": device["address"],
-            "ansible_port": device["port"],
-            "edgeops_site": device["site"],
-            "edgeops_tags": device["tags"],
-            "edgeops_profile": device["profile"],
-            "edgeops_gpus": profile["gpus"],
-            "edgeops_wave": waves[name],
-            "edgeops_release": device["release"],
-            "edgeops_channel": device["channel"],
-            "edgeops_network": site["network"],
-        })
-        if device["user"]:
-            hostvars["ansible_user"] = device["user"]
-        if site["registry"]:
-            hostvars["registry_address"] = site["registry"]
-            hostvars["workloads_registry"] = site["registry"]
-        if site["bastion"]:
-            bastion = site["bastion"]
-            jump = "%s%s:%d" % ("%s@" % bastion["user"] if bastion["user"] else "", bastion["host"], bastion["port"])
-            hostvars["ansible_ssh_common_args"] = "-o ProxyJump=%s" % jump
-        hostvars.update(device["vars"])
-        groups = ["edge_devices", device["site"], "wave_%d" % waves[name]]
-        groups += [_group_name("tag", tag) for tag in device["tags"]]
+def site_derived(name, site):
+    """What the plugin derives from a site: edgeops_site, edgeops_network, the registry, ProxyJump."""
+    derived = {"edgeops_site": name, "edgeops_network": site["network"]}
+    if site["registry"]:
+        derived["registry_address"] = site["registry"]
+        derived["workloads_registry"] = site["registry"]
+    if site["bastion"]:
+        bastion = site["bastion"]
+        jump = "%s%s:%d" % ("%s@" % bastion["user"] if bastion["user"] else "", bastion["host"], bastion["port"])
+        derived["ansible_ssh_common_args"] = "-o ProxyJump=%s" % jump
+    return derived
+
+
+def profile_derived(name, profile):
+    """What the plugin derives from a hardware profile (a device without one: None and 0 GPUs)."""
+    return {"edgeops_profile": name, "edgeops_gpus": profile["gpus"] if profile else 0}
+
+
+def device_derived(device, wave):
+    """What the plugin derives from the device itself."""
+    derived = {
+        "ansible_host": device["address"],
+        "ansible_port": device["port"],
+        "edgeops_tags": list(device["tags"]),
+        "edgeops_wave": wave,
+        "edgeops_release": device["release"],
+        "edgeops_channel": device["channel"],
+    }
+    if device["user"]:
+        derived["ansible_user"] = device["user"]
+    return derived
+
+
+def reference_vars(fleet, waves, name):
+    """A device's variables by definition (later ones win): edgeops_rollout, the site's vars, the profile's vars,
+    what the plugin derives from the site, the profile and the device, and the device's own vars."""
+    device = fleet["devices"][name]
+    site = fleet["sites"][device["site"]]
+    profile = fleet["profiles"][device["profile"]] if device["profile"] else None
+    variables = {"edgeops_rollout": policy_for_json(fleet["rollout"])}
+    variables.update(site["vars"])
+    if profile:
+        variables.update(profile["vars"])
+    variables.update(site_derived(device["site"], site))
+    variables.update(profile_derived(device["profile"], profile))
+    variables.update(device_derived(device, waves[name]))
+    variables.update(device["vars"])
+    return variables
+
+
+def inventory_layout(fleet, waves):
+    """What the plugin hands to Ansible, JSON types only (so it can be cached).
+
+    ``{"groups": {group: group vars}, "hosts": {device: {"groups": [...], "vars": host vars}}}``. The rollout policy
+    (``edgeops_rollout``) is a variable of ``edge_devices``; what a site, a profile or a wave gives its devices is a
+    variable of that group; the rest is per host. Every host's effective variables equal reference_vars(): a
+    variable that more than one kind of group would carry (a profile var named like a site var, say) stays per
+    host, where it has the reference value, since Ansible would otherwise merge sibling groups by name.
+    """
+    devices = fleet["devices"]
+    used_sites = set(device["site"] for device in devices.values())
+    used_profiles = set(device["profile"] for device in devices.values() if device["profile"])
+    site_vars = {}
+    for name in used_sites:
+        site_vars[name] = dict(fleet["sites"][name]["vars"])
+        site_vars[name].update(site_derived(name, fleet["sites"][name]))
+    profile_vars = {}
+    for name in used_profiles:
+        profile_vars[name] = dict(fleet["profiles"][name]["vars"])
+        profile_vars[name].update(profile_derived(name, fleet["profiles"][name]))
+    kinds = [set(FLEET_DERIVED), set(WAVE_DERIVED)]
+    kinds.append(set(key for group_vars in site_vars.values() for key in group_vars) | set(SITE_DERIVED))
+    kinds.append(set(key for group_vars in profile_vars.values() for key in group_vars) | set(PROFILE_DERIVED))
+    per_host = set(key for index, keys in enumerate(kinds) for other in kinds[index + 1:] for key in keys & other)
+
+    def lifted(group_vars):
+        return dict((key, value) for key, value in group_vars.items() if key not in per_host)
+
+    groups = {"edge_devices": lifted({"edgeops_rollout": policy_for_json(fleet["rollout"])})}
+    for name in used_sites:
+        groups[name] = lifted(site_vars[name])
+    profile_groups = {}
+    for name in used_profiles:
+        profile_groups[name] = _group_name("profile", name)
+        groups[profile_groups[name]] = lifted(profile_vars[name])
+    for wave in set(waves.values()):
+        groups["wave_%d" % wave] = lifted({"edgeops_wave": wave})
+    tag_groups = {}
+    hosts = {}
+    wave_on_group = "edgeops_wave" not in per_host
+    for name, device in devices.items():
+        wave = waves[name]
+        hostvars = device_derived(device, wave)
+        if wave_on_group:
+            del hostvars["edgeops_wave"]
+        if not device["profile"]:
+            hostvars.update(profile_derived(None, None))
+        if per_host:
+            reference = reference_vars(fleet, waves, name)
+            for key in per_host:
+                if key in reference:
+                    hostvars[key] = reference[key]
+        if device["vars"]:
+            hostvars.update(device["vars"])
+        member_of = ["edge_devices", device["site"], "wave_%d" % wave]
+        for tag in device["tags"]:
+            group = tag_groups.get(tag)
+            if group is None:
+                group = tag_groups[tag] = _group_name("tag", tag)
+                groups[group] = {}
+            member_of.append(group)
         if device["profile"]:
-            groups.append(_group_name("profile", device["profile"]))
-        entries[name] = (groups, hostvars)
-    return entries
+            member_of.append(profile_groups[device["profile"]])
+        hosts[name] = {"groups": member_of, "vars": hostvars}
+    return {"groups": groups, "hosts": hosts}
+
+
+def effective_vars(layout, name):
+    """A host's variables from a layout: its groups' variables, then its own (what Ansible will see)."""
+    entry = layout["hosts"][name]
+    variables = {}
+    for group in entry["groups"]:
+        variables.update(layout["groups"][group])
+    variables.update(entry["vars"])
+    return variables
 
 
 class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
     NAME = "edgeops.fleet.fleet"
+    # Nothing in a fleet file is a template: every value the plugin sets is marked untrusted (unsafe) by Ansible.
+    trusted_by_default = False
 
     def verify_file(self, path):
         return super(InventoryModule, self).verify_file(path) and path.endswith((".fleet.yml", ".fleet.yaml"))
+
+    def _read_fleet_file(self, fleet_path):
+        with open(fleet_path, "rb") as handle:
+            raw = handle.read()
+        if not raw.lstrip().startswith(b"$ANSIBLE_VAULT"):
+            try:
+                return read_plain_yaml(raw)
+            except yaml.YAMLError:
+                pass
+        # A vaulted file, !vault/!unsafe values, a duplicate key or a syntax error: Ansible's loader (vault support,
+        # its warnings and error messages). unsafe=True only skips its deep copy of data nothing else holds.
+        return self.loader.load_from_file(fleet_path, cache="none", unsafe=True)
 
     def _load(self, path):
         fleet_path = os.path.expanduser(self.get_option("fleet_file"))
@@ -111,12 +321,10 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
         if not os.path.isfile(fleet_path):
             raise AnsibleParserError("%s: fleet_file %s does not exist" % (path, fleet_path))
         try:
-            fleet = load_fleet(self.loader.load_from_file(fleet_path, cache="none"), source=fleet_path)
+            fleet = load_fleet(self._read_fleet_file(fleet_path), source=fleet_path)
         except FleetError as exc:
             raise AnsibleParserError(str(exc))
-        waves = assign_waves(fleet)
-        return dict((name, {"groups": groups, "vars": hostvars})
-                    for name, (groups, hostvars) in host_entries(fleet, waves).items())
+        return inventory_layout(fleet, assign_waves(fleet))
 
     def parse(self, inventory, loader, path, cache=True):
         super(InventoryModule, self).parse(inventory, loader, path, cache)
@@ -124,25 +332,44 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
         cache_key = self.get_cache_key(path)
         use_cache = self.get_option("cache") and cache
         update_cache = self.get_option("cache") and not cache
-        hosts = None
+        layout = None
         if use_cache:
             try:
-                hosts = self._cache[cache_key]
+                layout = self._cache[cache_key]
             except KeyError:
                 update_cache = True
-        if hosts is None:
-            hosts = self._load(path)
+            if not isinstance(layout, dict) or sorted(layout) != ["groups", "hosts"]:
+                layout = None  # nothing cached, or cached in another shape (an earlier version of the plugin)
+                update_cache = True
+        if layout is None:
+            layout = self._load(path)
         if update_cache:
-            self._cache[cache_key] = hosts
-        strict = self.get_option("strict")
+            self._cache[cache_key] = layout
+        self._populate(layout)
+
+    def _populate(self, layout):
+        inventory = self.inventory
+        add_child = inventory.add_child
+        set_variable = inventory.set_variable
+        for group in sorted(layout["groups"]):
+            inventory.add_group(group)
+            for key, value in layout["groups"][group].items():
+                set_variable(group, key, value)
+        hosts = layout["hosts"]
         for name in sorted(hosts):
             entry = hosts[name]
-            self.inventory.add_host(wrap_var(name))
-            for group in entry["groups"]:
-                self.inventory.add_group(group)
-                self.inventory.add_child(group, name)
+            member_of = entry["groups"]
+            inventory.add_host(name, group=member_of[0])
+            for group in member_of[1:]:
+                add_child(group, name)
             for key, value in entry["vars"].items():
-                self.inventory.set_variable(name, key, wrap_var(value))
-            self._set_composite_vars(self.get_option("compose"), entry["vars"], name, strict=strict)
-            self._add_host_to_composed_groups(self.get_option("groups"), entry["vars"], name, strict=strict)
-            self._add_host_to_keyed_groups(self.get_option("keyed_groups"), entry["vars"], name, strict=strict)
+                set_variable(name, key, value)
+        compose, groups, keyed_groups = (self.get_option(o) for o in ("compose", "groups", "keyed_groups"))
+        if not (compose or groups or keyed_groups):
+            return  # nothing to construct: no per-host templating at all
+        strict = self.get_option("strict")
+        for name in sorted(hosts):
+            variables = effective_vars(layout, name)
+            self._set_composite_vars(compose, variables, name, strict=strict)
+            self._add_host_to_composed_groups(groups, variables, name, strict=strict)
+            self._add_host_to_keyed_groups(keyed_groups, variables, name, strict=strict)

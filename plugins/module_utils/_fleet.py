@@ -4,7 +4,8 @@
 """The fleet file (sites, devices, hardware profiles, rollout policy): validation and wave assignment.
 
 Pure functions, shared by the inventory plugin and the unit tests. Every error names the file, the key and
-what was expected; unknown keys are errors.
+what was expected; unknown keys are errors. load_rollout_policy() validates the ``rollout`` section on its own
+(also a policy given as a playbook variable) and fills in every default.
 
 Waves are assigned without state: each device gets a score in [0, 1) from sha256(salt, name). Percentage
 waves are score thresholds, so adding a device never moves another one, except where a per-site cap is
@@ -25,8 +26,24 @@ SITE_KEYS = ("bastion", "registry", "network", "vars")
 BASTION_KEYS = ("host", "port", "user")
 PROFILE_KEYS = ("description", "gpus", "vars")
 DEVICE_KEYS = ("site", "address", "port", "user", "profile", "tags", "release", "channel", "vars")
-ROLLOUT_KEYS = ("waves", "canary_tag", "site_cap", "salt")
+ROLLOUT_KEYS = ("waves", "canary_tag", "site_cap", "salt", "soak", "failure_threshold", "min_executed", "unreachable",
+                "rollback_switched", "confirm_timeout", "environment", "approval_waived")
 DEFAULT_WAVES = (1, "10%", "50%", "100%")
+UNREACHABLE_CHOICES = ("fail", "pause")
+# A site is a group carrying the site's variables: it must not be, or look like, a group of Ansible or the plugin.
+RESERVED_GROUPS = ("all", "ungrouped", "edge_devices")
+GROUP_PREFIXES = ("wave_", "tag_", "profile_")
+# Defaults of the rollout policy keys that are plain values (waves, canary_tag, site_cap and salt have their own).
+ROLLOUT_DEFAULTS = {
+    "soak": 60,
+    "failure_threshold": 10,
+    "min_executed": 1,
+    "unreachable": "fail",
+    "rollback_switched": True,
+    "confirm_timeout": 300,
+    "environment": "production",
+    "approval_waived": False,
+}
 
 _NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 _HOST_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,252}$")
@@ -78,6 +95,16 @@ class _Checker(object):
         if not isinstance(value, list) or not all(isinstance(v, str) and _NAME_RE.match(v) for v in value):
             self.fail(key, "a list of names (lowercase letters, digits, '-' or '_')", value)
         return list(value)
+
+    def integer(self, value, key, minimum, expected):
+        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+            self.fail(key, expected, value)
+        return int(value)
+
+    def boolean(self, value, key):
+        if not isinstance(value, bool):
+            self.fail(key, "true or false", value)
+        return value
 
     def vars(self, value, key):
         if value is None:
@@ -140,6 +167,9 @@ def load_fleet(data, source="fleet file"):
     for name, spec in sorted(data["sites"].items()):
         key = "sites.%s" % name
         check.name(name, key)
+        if name in RESERVED_GROUPS or name.startswith(GROUP_PREFIXES):
+            check.fail(key, "a site name other than %s and not starting with %s (those are groups of their own)"
+                       % (", ".join(RESERVED_GROUPS), ", ".join(GROUP_PREFIXES)), name)
         spec = check.mapping(spec or {}, key, SITE_KEYS)
         site = {"bastion": None, "registry": None, "network": {}, "vars": check.vars(spec.get("vars"), key + ".vars")}
         if spec.get("bastion") is not None:
@@ -175,14 +205,63 @@ def load_fleet(data, source="fleet file"):
             "channel": spec.get("channel"),
             "vars": check.vars(spec.get("vars"), key + ".vars"),
         }
-    rollout = check.mapping(data.get("rollout") or {}, "rollout", ROLLOUT_KEYS)
+    return {"profiles": profiles, "sites": sites, "devices": devices,
+            "rollout": load_rollout_policy(data.get("rollout"), source=source)}
+
+
+def load_rollout_policy(data, source="fleet file"):
+    """Validate a rollout policy (the fleet file's ``rollout`` mapping, or None); return it normalised.
+
+    Every key is in the result, defaults filled in. ``waves`` is parsed ([('count', 1), ('share', 0.1), ...]);
+    ``wave_plan`` is the same plan as written ([1, '10%', ...]) for JSON. Errors (FleetError) name ``source``, the
+    key and what was expected. Also usable on a policy given as a playbook variable.
+    """
+    check = _Checker(source)
+    rollout = check.mapping({} if data is None else data, "rollout", ROLLOUT_KEYS)
+    waves = rollout.get("waves", DEFAULT_WAVES)
+    parsed = parse_waves(list(waves) if isinstance(waves, (list, tuple)) else waves, check)
+    plan = [int(wave) if kind == "count" else str(wave) for (kind, _value), wave in zip(parsed, waves)]
     policy = {
-        "waves": parse_waves(list(rollout.get("waves", DEFAULT_WAVES)), check),
+        "waves": parsed,
+        "wave_plan": plan,
         "canary_tag": check.name(rollout.get("canary_tag", "canary"), "rollout.canary_tag"),
         "site_cap": parse_share(rollout["site_cap"], check, "rollout.site_cap") if "site_cap" in rollout else 1.0,
         "salt": str(rollout.get("salt", "edgeops")),
     }
-    return {"profiles": profiles, "sites": sites, "devices": devices, "rollout": policy}
+
+    def get(key):
+        return rollout.get(key, ROLLOUT_DEFAULTS[key])
+
+    policy["soak"] = check.integer(get("soak"), "rollout.soak", 0, "a number of seconds >= 0")
+    threshold = get("failure_threshold")
+    if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not 0 <= threshold <= 100:
+        check.fail("rollout.failure_threshold", "a percentage number 0-100 (failed*100/executed above it aborts)",
+                   threshold)
+    policy["failure_threshold"] = threshold
+    policy["min_executed"] = check.integer(get("min_executed"), "rollout.min_executed", 1, "a number of devices >= 1")
+    unreachable = get("unreachable")
+    if unreachable not in UNREACHABLE_CHOICES:
+        check.fail("rollout.unreachable", "one of %s" % ", ".join(UNREACHABLE_CHOICES), unreachable)
+    policy["unreachable"] = str(unreachable)
+    policy["rollback_switched"] = check.boolean(get("rollback_switched"), "rollout.rollback_switched")
+    policy["confirm_timeout"] = check.integer(get("confirm_timeout"), "rollout.confirm_timeout", 15,
+                                              "a number of seconds >= 15")
+    environment = get("environment")
+    if not isinstance(environment, str) or not environment.strip():
+        check.fail("rollout.environment", "a non-empty string such as production or staging", environment)
+    policy["environment"] = str(environment)
+    policy["approval_waived"] = check.boolean(get("approval_waived"), "rollout.approval_waived")
+    if policy["approval_waived"] and policy["environment"].strip().lower() == "production":
+        raise FleetError("%s: rollout.approval_waived: cannot be true when rollout.environment is production" % source)
+    return policy
+
+
+def policy_for_json(policy):
+    """The normalised policy with JSON types only (``waves`` as [kind, value] lists): what inventories publish."""
+    out = dict(policy)
+    out["waves"] = [[kind, value] for kind, value in policy["waves"]]
+    out["wave_plan"] = list(policy["wave_plan"])
+    return out
 
 
 def device_score(salt, name):

@@ -11,7 +11,11 @@ import os
 
 import yaml
 
-from conftest import ansible
+from conftest import REPO, ansible
+
+from ansible_collections.edgeops.fleet.plugins.inventory.fleet import reference_vars
+from ansible_collections.edgeops.fleet.plugins.module_utils._fleet import (
+    assign_waves, load_fleet, load_rollout_policy, policy_for_json)
 
 FLEET = {
     "profiles": {"nuc-gpu": {"gpus": 1, "vars": {"edgeops_hw": "nuc13"}}},
@@ -46,10 +50,15 @@ def write(tmp_path, fleet):
     return str(config)
 
 
-def test_groups_waves_bastion_and_registry(tmp_path):
-    run = ansible("ansible-inventory", "-i", write(tmp_path, FLEET), "--list", "--export")
+def inventory(*args):
+    run = ansible("ansible-inventory", *args)
     assert run.rc == 0, run.out
-    data = json.loads(run.out[run.out.index("{"):])
+    return json.loads(run.out[run.out.index("{"):])
+
+
+def test_groups_waves_bastion_and_registry(tmp_path):
+    config = write(tmp_path, FLEET)
+    data = inventory("-i", config, "--list")  # every host's effective variables, group variables included
     assert data["_meta"]["hostvars"]["site01-dev01"]["ansible_host"] == {"__ansible_unsafe": "10.1.0.11"}
     hostvars = plain(data["_meta"]["hostvars"])
     assert sorted(data["edge_devices"]["hosts"]) == ["site01-dev01", "site01-dev02", "site02-dev01"]
@@ -61,9 +70,101 @@ def test_groups_waves_bastion_and_registry(tmp_path):
     dev = hostvars["site01-dev01"]
     assert dev["ansible_ssh_common_args"] == "-o ProxyJump=jump@203.0.113.10:22"
     assert dev["workloads_registry"] == dev["registry_address"] == "site01-hub:5000"
-    assert dev["edgeops_gpus"] == 1 and dev["edgeops_hw"] == "nuc13"
+    assert dev["edgeops_gpus"] == 1 and dev["edgeops_hw"] == "nuc13" and dev["edgeops_site"] == "site01"
+    assert dev["edgeops_wave"] == 0 and dev["edgeops_rollout"]["wave_plan"] == [1, "100%"]
     assert "ansible_ssh_common_args" not in hostvars["site02-dev01"]
     assert hostvars["site02-dev01"]["ansible_port"] == 2222
+    assert hostvars["site02-dev01"]["edgeops_profile"] is None and hostvars["site02-dev01"]["edgeops_gpus"] == 0
+
+
+def test_site_profile_wave_and_policy_variables_are_group_variables(tmp_path):
+    data = inventory("-i", write(tmp_path, FLEET), "--list", "--export")  # what AWX imports
+    site01 = plain(data["site01"]["vars"])
+    assert site01["ansible_ssh_common_args"] == "-o ProxyJump=jump@203.0.113.10:22"
+    assert site01["registry_address"] == site01["workloads_registry"] == "site01-hub:5000"
+    assert plain(data["profile_nuc_gpu"]["vars"]) == {"edgeops_profile": "nuc-gpu", "edgeops_gpus": 1, "edgeops_hw": "nuc13"}
+    assert data["wave_0"]["vars"] == {"edgeops_wave": 0}
+    policy = plain(data["edge_devices"]["vars"])["edgeops_rollout"]
+    assert policy == policy_for_json(load_rollout_policy(FLEET["rollout"]))
+    assert policy["soak"] == 60 and policy["unreachable"] == "fail" and policy["environment"] == "production"
+    for name, hostvars in data["_meta"]["hostvars"].items():
+        assert "edgeops_rollout" not in hostvars and "registry_address" not in hostvars, name
+        assert sorted(hostvars)[:2] == ["ansible_host", "ansible_port"], name
+
+
+def test_effective_variables_are_the_reference_ones(tmp_path):
+    """ansible-inventory --host (Ansible's own merge of group and host variables) gives reference_vars()."""
+    fleet = json.loads(json.dumps(FLEET))
+    fleet["profiles"]["nuc-gpu"]["vars"].update(registry_address="profile-reg", shared="profile", edgeops_wave=7)
+    fleet["sites"]["site01"]["vars"] = {"shared": "site", "edgeops_gpus": 5, "ansible_host": "site-host"}
+    fleet["devices"]["site01-dev02"]["vars"] = {"shared": "device", "workloads_registry": "device-reg"}
+    config = write(tmp_path, fleet)
+    loaded = load_fleet(fleet)
+    waves = assign_waves(loaded)
+    for name in fleet["devices"]:
+        expected = reference_vars(loaded, waves, name)
+        got = plain(inventory("-i", config, "--host", name))
+        for internal in ("inventory_file", "inventory_dir"):
+            got.pop(internal, None)
+        assert got == expected, name
+
+
+def test_fleet_values_are_never_templated(tmp_path):
+    fleet = json.loads(json.dumps(FLEET))
+    fleet["devices"]["site02-dev01"]["vars"] = {"payload": '{{ "pw" ~ "ned" }}'}
+    run = ansible("ansible", "site02-dev01", "-i", write(tmp_path, fleet), "-m", "ansible.builtin.debug",
+                  "-a", "var=payload")
+    assert run.rc == 0, run.out
+    assert '{{ "pw" ~ "ned" }}' in run.out and "pwned" not in run.out
+
+
+def test_tagged_yaml_is_read_by_ansibles_loader(tmp_path):
+    """!unsafe (or !vault) values are beyond a plain YAML reader: the plugin falls back to Ansible's loader."""
+    config = write(tmp_path, FLEET)
+    text = (tmp_path / "fleet.yml").read_text()
+    (tmp_path / "fleet.yml").write_text(text.replace("address: 10.2.0.11", "address: !unsafe 10.2.0.11"))
+    assert "!unsafe" in (tmp_path / "fleet.yml").read_text()
+    hostvars = plain(inventory("-i", config, "--list")["_meta"]["hostvars"])
+    assert hostvars["site02-dev01"]["ansible_host"] == "10.2.0.11"
+
+
+def test_a_duplicate_key_gets_ansibles_warning(tmp_path):
+    config = write(tmp_path, FLEET)
+    text = (tmp_path / "fleet.yml").read_text()
+    (tmp_path / "fleet.yml").write_text(text.replace("address: 10.2.0.11", "address: 10.2.0.11\n    address: 10.2.0.99"))
+    run = ansible("ansible-inventory", "-i", config, "--host", "site02-dev01")
+    assert run.rc == 0, run.out
+    assert "duplicate mapping key 'address'" in run.out and "fleet.yml:" in run.out
+    assert '"ansible_host": "10.2.0.99"' in run.out
+
+
+def test_awx_example_source(tmp_path):
+    """inventories/awx/edge.fleet.yml as AWX runs it: ansible-inventory --list --export, unparsed is failed."""
+    os.environ.update(ANSIBLE_INVENTORY_UNPARSED_FAILED="True", ANSIBLE_INVENTORY_EXPORT="True")
+    try:
+        data = inventory("-i", os.path.join(REPO, "inventories", "awx", "edge.fleet.yml"), "--list")
+    finally:
+        for name in ("ANSIBLE_INVENTORY_UNPARSED_FAILED", "ANSIBLE_INVENTORY_EXPORT"):
+            del os.environ[name]
+    with open(os.path.join(REPO, "inventories", "awx", "fleet.yml")) as handle:
+        source = yaml.safe_load(handle)
+    devices = sorted(source["devices"])
+    assert len(devices) == 5 and len(source["sites"]) == 2
+    assert sorted(data["edge_devices"]["hosts"]) == devices
+    for site in source["sites"]:
+        assert sorted(data[site]["hosts"]) == sorted(n for n in devices if source["devices"][n]["site"] == site)
+    assert data["tag_canary"]["hosts"] == ["berlin-dev01"]
+    assert data["wave_0"]["hosts"] == ["berlin-dev01"]  # the canary goes first
+    waves = sorted(int(group[len("wave_"):]) for group in data if group.startswith("wave_"))
+    assert waves == [0, 1, 2]
+    assert sorted(h for w in waves for h in data["wave_%d" % w]["hosts"]) == devices  # each device in one wave
+    assert plain(data["berlin"]["vars"])["ansible_ssh_common_args"] == "-o ProxyJump=jump@203.0.113.10:22"
+    assert "ansible_ssh_common_args" not in data["lyon"].get("vars", {})
+    policy = plain(data["edge_devices"]["vars"])["edgeops_rollout"]
+    assert policy == policy_for_json(load_rollout_policy(source["rollout"]))
+    assert policy["wave_plan"] == [1, "50%", "100%"] and policy["unreachable"] == "pause"
+    assert policy["environment"] == "staging" and policy["approval_waived"] is True
+    assert sorted(data["channel_stable"]["hosts"]) == ["berlin-dev01", "berlin-dev02", "lyon-dev01"]
 
 
 def test_a_bad_fleet_file_stops_the_run_naming_file_and_key(tmp_path):
