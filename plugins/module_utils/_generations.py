@@ -1294,7 +1294,9 @@ class Store:
 
     def plan_gc(self, keep):
         current, confirmed = self.pointer("current"), self.pointer("confirmed")
-        kept, removed = gc_plan(self.generation_ids(), keep, [current, confirmed])
+        # The previous confirmed generation is where a rollback goes: never remove it.
+        previous = previous_confirmed(self.read_state()["history"], confirmed)
+        kept, removed = gc_plan(self.generation_ids(), keep, [current, confirmed, previous])
         images = images_only_in([self.manifest(g) or {} for g in removed], [self.manifest(g) or {} for g in kept])
         return kept, removed, images
 

@@ -21,7 +21,7 @@ WORKLOAD_KEYS = (
     "ports", "depends_on", "probes", "stop_grace_period", "working_dir",
 )
 REQUIRED_KEYS = ("image", "digest", "cpus", "memory", "pids")
-MANIFEST_KEYS = ("release", "registry", "workloads", "volumes")
+MANIFEST_KEYS = ("release", "registry", "workloads", "volumes", "nftables")
 HEALTHCHECK_KEYS = ("test", "interval", "timeout", "retries", "start_period")
 RESTART_POLICIES = ("no", "always", "on-failure", "unless-stopped")
 # Capabilities a workload may add back; the rest (SYS_ADMIN, NET_ADMIN, ...) would defeat containment.
@@ -295,6 +295,9 @@ def render_release(manifest, registry=None, secrets_dir=DEFAULT_SECRETS_DIR, sou
     volumes = manifest.get("volumes", [])
     if not isinstance(volumes, list) or not all(isinstance(v, str) and _NAME_RE.match(v) for v in volumes):
         fail("volumes", "must be a list of volume names")
+    nftables = manifest.get("nftables")
+    if nftables is not None and (not isinstance(nftables, str) or not nftables.strip()):
+        fail("nftables", "must be the text of the release's nftables table (inet edgeops), got %r" % (nftables,))
     services, checks, secrets, images = {}, [], set(), []
     try:
         for name in sorted(workloads):
@@ -318,7 +321,11 @@ def render_release(manifest, registry=None, secrets_dir=DEFAULT_SECRETS_DIR, sou
         compose["volumes"] = dict((v, {}) for v in volumes)
     if secrets:
         compose["secrets"] = dict((s, {"file": "%s/%s" % (secrets_dir.rstrip("/"), s)}) for s in sorted(secrets))
-    return {"id": release, "compose": compose, "health_checks": checks}, sorted(secrets), images
+    generation = {"id": release, "compose": compose, "health_checks": checks}
+    if nftables is not None:
+        # The generation checks it (our table only, `nft -c`) when it is staged on the device.
+        generation["nftables"] = nftables
+    return generation, sorted(secrets), images
 
 
 def secret_owners(manifest):

@@ -118,11 +118,20 @@ def test_bad_declarations_are_refused_naming_file_and_key(path, value, key):
     ({"release": "bad id!", "workloads": MANIFEST["workloads"]}, "release"),
     ({"release": "r1", "workloads": MANIFEST["workloads"], "extra": 1}, "extra"),
     (dict(MANIFEST, registry="https://hub"), "registry"),
+    (dict(MANIFEST, nftables=["drop"]), "nftables"),
+    (dict(MANIFEST, nftables="  "), "nftables"),
 ])
 def test_bad_manifests_are_refused(manifest, key):
     with pytest.raises(WorkloadError) as err:
         render_release(copy.deepcopy(manifest), registry=None if key == "registry" else "hub:5000", source="m.yml")
     assert str(err.value).startswith("m.yml: %s:" % key)
+
+
+def test_the_release_ruleset_goes_into_the_generation():
+    table = "table inet edgeops {\n  chain input { type filter hook input priority 0; }\n}\n"
+    release, _secrets, _images = render(dict(MANIFEST, nftables=table))
+    assert release["nftables"] == table
+    assert "nftables" not in render()[0]
 
 
 def test_a_site_registry_is_required():

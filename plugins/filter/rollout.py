@@ -1,0 +1,133 @@
+# -*- coding: utf-8 -*-
+# Copyright: edgeops.fleet contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Filters of the rollout playbook: policy, plan (targets and waves), and per-device results."""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+from ansible.errors import AnsibleFilterError
+
+from ansible_collections.edgeops.fleet.plugins.module_utils._fleet import FleetError, assign_waves, load_rollout_policy
+
+
+def _plain(value):
+    """Templated data back to plain dict/list/str (tuples from the policy parser become lists)."""
+    if isinstance(value, dict):
+        return dict((str(k), _plain(v)) for k, v in value.items())
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
+def rollout_policy(data, overrides=None, source="rollout policy"):
+    """The fleet file's `rollout:` (as the inventory publishes it) with playbook overrides, validated.
+
+    The environment is the fleet's: an override may not change it (else `-e` could turn production into lab
+    and waive the approval lock).
+    """
+    merged = dict(_plain(data or {}))
+    overrides = _plain(overrides or {})
+    if merged and "environment" in overrides and overrides["environment"] != merged.get("environment", "production"):
+        raise AnsibleFilterError("%s: rollout_policy.environment: the environment comes from the fleet file (%s) and "
+                                 "cannot be overridden" % (source, merged.get("environment", "production")))
+    if "wave_plan" in merged:  # the inventory's normalised form back to the fleet file's form
+        merged["waves"] = merged.pop("wave_plan")
+        if isinstance(merged.get("site_cap"), float):
+            merged["site_cap"] = "%g%%" % (merged["site_cap"] * 100)
+    merged.update(overrides)
+    merged.pop("wave_plan", None)
+    try:
+        return _plain(load_rollout_policy(merged, source=source))
+    except FleetError as exc:
+        raise AnsibleFilterError(str(exc))
+
+
+def rollout_plan(hosts, hostvars, policy, release):
+    """Targets -> {devices: {name: {site, wave, pinned, registry}}, waves: [...], canary_wave}.
+
+    A device keeps the wave the fleet inventory gave it (edgeops_wave); devices from other inventories get one
+    from the same stateless assignment. A device pinned to another release (edgeops_release) is left out.
+    """
+    devices, unassigned = {}, {}
+    for name in hosts:
+        hv = hostvars[name]
+        pinned = hv.get("edgeops_release") or ""
+        entry = {"site": str(hv.get("edgeops_site") or "default"),
+                 "registry": str(hv.get("workloads_registry") or hv.get("registry_address") or ""),
+                 "pinned": str(pinned) if pinned and pinned != release else ""}
+        wave = hv.get("edgeops_wave")
+        if isinstance(wave, int) and not isinstance(wave, bool):
+            entry["wave"] = wave
+        else:
+            unassigned[name] = {"site": entry["site"], "tags": list(hv.get("edgeops_tags") or [])}
+        devices[name] = entry
+    if unassigned:
+        parsed = dict(policy)
+        parsed["waves"] = [("count", w) if isinstance(w, int) else ("share", float(str(w).rstrip("%")) / 100.0)
+                           for w in policy["wave_plan"]]
+        for name, wave in assign_waves({"devices": unassigned, "rollout": parsed}).items():
+            devices[name]["wave"] = wave
+    waves = sorted(set(d["wave"] for d in devices.values() if not d["pinned"]))
+    plan_first = (policy.get("wave_plan") or [None])[0]
+    canary = 0 if isinstance(plan_first, int) and not isinstance(plan_first, bool) else None
+    sites = {}
+    for name in sorted(devices):
+        entry = devices[name]
+        if not entry["pinned"]:
+            sites.setdefault((entry["site"], entry["registry"]), name)
+    return {"devices": devices, "waves": waves, "canary_wave": canary,
+            "sites": [{"site": site, "registry": registry, "device": name}
+                      for (site, registry), name in sorted(sites.items())]}
+
+
+def rollout_images(manifest):
+    """[{repository, digest, workload}] of a validated release manifest."""
+    workloads = (manifest or {}).get("workloads") or {}
+    return [{"workload": name, "repository": workloads[name]["image"], "digest": workloads[name]["digest"]}
+            for name in sorted(workloads)]
+
+
+def rollout_missing_image(check):
+    """One missing image, from a (site, image) pair of the registry check."""
+    site, image = check[0], check[1]
+    return "%s@%s (workload %s) is not in %s, the registry of site %s" % (
+        image["repository"], image["digest"], image["workload"], site["registry"] or "(manifest registry)", site["site"])
+
+
+def rollout_wave_size(wave, plan):
+    return sum(1 for d in plan["devices"].values() if d["wave"] == wave and not d["pinned"])
+
+
+def rollout_wave_line(wave, plan):
+    names = sorted(n for n, d in plan["devices"].items() if d["wave"] == wave and not d["pinned"])
+    shown = ", ".join(names[:8]) + (" and %d more" % (len(names) - 8) if len(names) > 8 else "")
+    return "wave %d%s: %d device(s): %s" % (wave, " (canary)" if wave == plan.get("canary_wave") else "",
+                                            len(names), shown)
+
+
+def rollout_collect(names, hostvars, variable, default=None, active=None):
+    """{device: hostvars[device][variable]} for the given devices; ``default`` where it is not set.
+
+    With ``active`` (ansible_play_hosts), a device that dropped out of the play (unreachable) is reported
+    ``unreachable``, keeping the reason and step its result recorded last.
+    """
+    out = {}
+    for name in names:
+        value = hostvars[name].get(variable) if name in hostvars else None
+        entry = _plain(value) if value is not None else _plain(default)
+        if active is not None and name not in active and isinstance(entry, dict):
+            entry = dict(entry, outcome="unreachable",
+                         reason="unreachable (last step: %s)" % (entry.get("step") or "unknown"))
+        out[name] = entry
+    return out
+
+
+class FilterModule(object):
+    """Rollout filters."""
+
+    def filters(self):
+        return {"rollout_policy": rollout_policy, "rollout_plan": rollout_plan, "rollout_collect": rollout_collect,
+                "rollout_images": rollout_images, "rollout_missing_image": rollout_missing_image,
+                "rollout_wave_line": rollout_wave_line, "rollout_wave_size": rollout_wave_size}

@@ -1,0 +1,372 @@
+# -*- coding: utf-8 -*-
+# Copyright: edgeops.fleet contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The controller's record of a staged rollout: approval, plan, outcomes, failure budget, report.
+
+Pure functions over plain data (the rollout_record module does the file I/O). One record per rollout id
+(default: the release id) holds the policy, every target device with its wave, the generation it ran before
+(what an abort rolls back to), its outcome and reason, per-wave timings and decisions, and the incidents.
+
+The failure budget is fleet-wide, across waves (AWS IoT Jobs' abort config, not Ansible's per-batch
+max_fail_percentage): the rollout aborts when failed * 100 / executed exceeds ``failure_threshold`` once at
+least ``min_executed`` devices were executed. Any failure in the canary wave aborts. Unreachable devices
+count as failures (``unreachable: fail``) or pause the rollout (``unreachable: pause``).
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import datetime
+import re
+
+RECORD_FORMAT = 1
+# Device outcomes. "pending": not yet handled in this attempt.
+OUTCOMES = ("pending", "staged", "stage-failed", "confirmed", "failed", "unreachable", "rolled-back",
+            "skipped-pinned")
+EXECUTED = ("stage-failed", "confirmed", "failed", "unreachable", "rolled-back")
+STATUSES = ("running", "paused", "aborted", "completed", "rolled-back")
+# A rollout in one of these states must be resumed or rolled back, not started again.
+UNFINISHED = ("running", "paused", "aborted")
+_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:+-]{0,127}$")
+
+
+class RolloutError(ValueError):
+    """A rollout step is refused; the message says why and what to do."""
+
+
+def utc_now(now=None):
+    moment = now if now is not None else datetime.datetime.now(datetime.timezone.utc)
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def stats_key(rollout_id):
+    """A set_stats key unique per rollout, usable as an AWX workflow variable name."""
+    return "edgeops_rollout_" + re.sub(r"[^A-Za-z0-9]", "_", rollout_id)
+
+
+def check_id(rollout_id):
+    if not isinstance(rollout_id, str) or not _ID_RE.match(rollout_id):
+        raise RolloutError("rollout id must be letters, digits and . _ : + - (at most 128), got %r" % (rollout_id,))
+    return rollout_id
+
+
+# ---- approval ------------------------------------------------------------------------------------------
+
+def approval_entry(release, manifest_sha256, approver, now):
+    if not approver or not str(approver).strip():
+        raise RolloutError("an approval needs the approver's name (rollout_approver)")
+    return {"release": release, "manifest_sha256": manifest_sha256, "approver": str(approver).strip(),
+            "approved_at": now}
+
+
+def check_approval(approval, release, manifest_sha256, environment, waived, approvals_path):
+    """The approval that lets this rollout go ahead, or RolloutError. ``approval`` is the stored entry or None."""
+    if waived:
+        if environment == "production":
+            raise RolloutError("the approval lock cannot be waived in the production environment")
+        return {"waived": True, "environment": environment}
+    if approval is None:
+        raise RolloutError("release %s is not approved for %s: an approver must release the lock first "
+                           "(playbooks/rollout_approve.yml, writes %s)" % (release, environment, approvals_path))
+    if approval.get("release") != release or approval.get("manifest_sha256") != manifest_sha256:
+        raise RolloutError("the approval in %s is for another manifest of release %s (sha256 %s, now %s): "
+                           "the manifest changed after approval; approve it again"
+                           % (approvals_path, release, str(approval.get("manifest_sha256"))[:12], manifest_sha256[:12]))
+    return {"waived": False, "approver": approval.get("approver"), "approved_at": approval.get("approved_at"),
+            "environment": environment}
+
+
+# ---- the record ------------------------------------------------------------------------------------------
+
+def new_record(rollout_id, release, manifest, manifest_sha256, policy, devices, now):
+    return {
+        "format": RECORD_FORMAT, "id": rollout_id, "release": release, "manifest": manifest,
+        "manifest_sha256": manifest_sha256, "policy": policy, "status": "running", "reason": "",
+        "created": now, "attempts": [], "approval": None, "waves": [], "incidents": [],
+        "devices": dict((name, {"site": d.get("site"), "wave": d.get("wave"), "outcome": "pending",
+                                "previous": None, "generation": None, "reason": "", "switched": False,
+                                "updated": now})
+                        for name, d in devices.items()),
+    }
+
+
+def start(record, action, rollout_id, release, manifest, manifest_sha256, policy, devices, approval, now):
+    """Begin an attempt: a new rollout, a re-run of a completed one, a resume, or a whole rollback."""
+    if record is not None and record.get("release") != release:
+        raise RolloutError("rollout %s is a rollout of release %s, not %s: choose another rollout id"
+                           % (rollout_id, record.get("release"), release))
+    if action == "start":
+        if record is not None and record["status"] in UNFINISHED:
+            raise RolloutError("rollout %s is %s (%s): resume it (rollout_action=resume) or roll it back "
+                               "(rollout_action=rollback)" % (rollout_id, record["status"], record.get("reason") or
+                                                              "it did not finish"))
+        fresh = new_record(rollout_id, release, manifest, manifest_sha256, policy, devices, now)
+        if record is not None:
+            # A re-run keeps what earlier attempts switched: an abort still rolls those devices back.
+            for name, entry in fresh["devices"].items():
+                old = record["devices"].get(name)
+                if old and old.get("switched"):
+                    entry.update(previous=old.get("previous"), switched=True)
+            fresh["created"] = record.get("created", now)
+            fresh["attempts"] = record.get("attempts", [])
+            fresh["waves"] = record.get("waves", [])
+            fresh["incidents"] = record.get("incidents", [])
+        record = fresh
+    elif action in ("resume", "rollback"):
+        if record is None:
+            raise RolloutError("there is no rollout %s to %s" % (rollout_id, action))
+        if action == "resume" and record["status"] not in UNFINISHED:
+            raise RolloutError("rollout %s is %s: nothing to resume" % (rollout_id, record["status"]))
+        if action == "resume" and record.get("manifest_sha256") != manifest_sha256:
+            raise RolloutError("the manifest of release %s changed since rollout %s began: roll it back, "
+                               "then start again" % (release, rollout_id))
+        for name, d in devices.items():
+            entry = record["devices"].setdefault(name, {"previous": None, "generation": None, "switched": False,
+                                                        "outcome": "pending", "reason": "", "updated": now})
+            entry.update(site=d.get("site"), wave=d.get("wave"))
+        record["policy"] = policy
+    else:
+        raise RolloutError("unknown rollout action %r (start, resume, rollback)" % (action,))
+    if action != "rollback":
+        for entry in record["devices"].values():
+            # Confirmed devices stay confirmed (a resume does not switch them again); the rest are retried.
+            if entry.get("outcome") != "confirmed" or action == "start":
+                entry.update(outcome="pending", reason="", updated=now)
+        record["status"] = "running"
+        record["reason"] = ""
+    record["approval"] = approval
+    waves = sorted(set(d.get("wave") for d in record["devices"].values() if d.get("wave") is not None))
+    # A rollout to a tag group may not contain wave 0: its first wave is its canary.
+    record["canary_wave"] = waves[0] if waves and canary_wave(policy) is not None else None
+    record["attempts"].append({"action": action, "started": now, "finished": None})
+    return record
+
+
+def _incident(record, name, kind, reason, now):
+    device = record["devices"].get(name, {})
+    record["incidents"].append({"time": now, "device": name, "site": device.get("site"), "release": record["release"],
+                                "kind": kind, "reason": reason, "generation": device.get("generation")})
+
+
+def record_stage(record, results, now):
+    """Merge stage results: {device: {outcome: staged|stage-failed|unreachable, previous, generation, reason}}."""
+    for name, res in results.items():
+        entry = record["devices"][name]
+        outcome = res.get("outcome", "unreachable")
+        if outcome == "skipped-pinned":
+            entry.update(outcome=outcome, reason=res.get("reason", ""), updated=now)
+            continue
+        generation = res.get("generation")
+        previous = res.get("previous")
+        # A device this rollout already switched may report the new generation as current: keep what it ran before.
+        if not entry.get("switched"):
+            entry["previous"] = previous
+        if outcome not in ("staged", "unreachable"):
+            outcome = "stage-failed"
+        if outcome == "staged" and entry.get("outcome") == "confirmed" and entry.get("generation") == generation:
+            outcome = "confirmed"  # a resume re-stages what it already confirmed; an abort still rolls it back
+        entry.update(outcome=outcome, generation=generation, reason=res.get("reason", ""), updated=now)
+        if outcome != "staged":
+            _incident(record, name, "stage-" + ("unreachable" if outcome == "unreachable" else "failed"),
+                      entry["reason"] or "no answer", now)
+    return record
+
+
+def record_wave(record, wave, results, started, now):
+    """Merge a wave's outcomes: {device: {outcome: confirmed|failed|unreachable, reason, rolled_back}}."""
+    names = sorted(results)
+    for name in names:
+        res = results[name]
+        entry = record["devices"][name]
+        outcome = res.get("outcome", "unreachable")
+        entry.update(outcome=outcome, reason=res.get("reason", ""), updated=now)
+        if res.get("switched"):
+            entry["switched"] = True
+        if outcome == "failed":
+            _incident(record, name, "gate-failed", entry["reason"], now)
+            if res.get("rolled_back"):
+                _incident(record, name, "rollback", "rolled back to generation %s: %s"
+                          % (entry.get("previous"), entry["reason"]), now)
+        elif outcome == "unreachable":
+            _incident(record, name, "unreachable", entry["reason"] or "no answer during wave %d" % wave, now)
+    decision, reason = decide(record, wave, names)
+    counts = dict((o, sum(1 for n in names if record["devices"][n]["outcome"] == o))
+                  for o in ("confirmed", "failed", "unreachable"))
+    record["waves"].append({"wave": wave, "devices": names, "started": started, "finished": now,
+                            "counts": counts, "decision": decision, "reason": reason})
+    if decision != "continue":
+        record["status"] = "aborted" if decision == "abort" else "paused"
+        record["reason"] = reason
+    return decision, reason
+
+
+def budget(record):
+    """(failed, executed) over the whole rollout, per the unreachable policy."""
+    policy = record["policy"]
+    outcomes = [d["outcome"] for d in record["devices"].values()]
+    executed = sum(1 for o in outcomes if o in EXECUTED)
+    failed = sum(1 for o in outcomes if o in ("failed", "stage-failed", "rolled-back"))
+    if policy.get("unreachable", "fail") == "fail":
+        failed += outcomes.count("unreachable")
+    return failed, executed
+
+
+def decide(record, wave, wave_devices):
+    """continue | abort | pause, and a one-line reason."""
+    policy = record["policy"]
+    devices = record["devices"]
+    failed_here = [n for n in wave_devices if devices[n]["outcome"] in ("failed", "stage-failed")]
+    unreachable_here = [n for n in wave_devices if devices[n]["outcome"] == "unreachable"]
+    if policy.get("unreachable", "fail") == "pause" and unreachable_here:
+        return "pause", "paused: %s unreachable in wave %d (unreachable: pause)" % (", ".join(unreachable_here), wave)
+    if wave == record.get("canary_wave", canary_wave(policy)) and (failed_here or unreachable_here):
+        first = (failed_here or unreachable_here)[0]
+        return "abort", "canary %s failed: %s" % (first, devices[first]["reason"] or devices[first]["outcome"])
+    failed, executed = budget(record)
+    threshold = float(policy.get("failure_threshold", 10))
+    if executed and executed >= int(policy.get("min_executed", 1)) and failed * 100.0 / executed > threshold:
+        return "abort", ("failure budget exceeded: %d of %d executed devices failed (%.1f%% > %s%%)"
+                         % (failed, executed, failed * 100.0 / executed, _num(threshold)))
+    return "continue", ""
+
+
+def decide_after_stage(record):
+    """After staging: abort before any switch when staging failures already exceed the budget."""
+    policy = record["policy"]
+    if policy.get("unreachable", "fail") == "pause":
+        unreachable = sorted(n for n, d in record["devices"].items() if d["outcome"] == "unreachable")
+        if unreachable:
+            return "pause", "paused: %s unreachable while staging (unreachable: pause)" % ", ".join(unreachable)
+    failed, executed = budget(record)
+    # Staged devices were executed too (successfully, so far): 1 full disk among 1000 is 0.1 %, not 100 %.
+    executed += sum(1 for d in record["devices"].values() if d["outcome"] == "staged")
+    threshold = float(policy.get("failure_threshold", 10))
+    if executed and executed >= int(policy.get("min_executed", 1)) and failed * 100.0 / executed > threshold:
+        return "abort", ("failure budget exceeded while staging: %d of %d devices failed (%.1f%% > %s%%)"
+                         % (failed, executed, failed * 100.0 / executed, _num(threshold)))
+    return "continue", ""
+
+
+def _num(value):
+    return ("%d" % value) if float(value).is_integer() else ("%s" % value)
+
+
+def canary_wave(policy):
+    """Wave 0 is the canary when the plan starts with a device count (``[1, ...]``)."""
+    plan = policy.get("wave_plan") or []
+    return 0 if plan and isinstance(plan[0], int) and not isinstance(plan[0], bool) else None
+
+
+def rollback_targets(record, outcomes_only=None):
+    """Devices this rollout switched that still run the new generation: roll them back to ``previous``."""
+    targets = {}
+    for name, entry in sorted(record["devices"].items()):
+        if not entry.get("switched") or entry.get("previous") is None:
+            continue
+        if outcomes_only is not None and entry.get("outcome") not in outcomes_only:
+            continue
+        if entry.get("previous") != entry.get("generation"):
+            targets[name] = entry["previous"]
+    return targets
+
+
+def finish(record, final, now):
+    """Close the attempt: ``final`` maps device -> {current, rolled_back, incidents (the device's own)}."""
+    for name, res in final.items():
+        entry = record["devices"].get(name)
+        if entry is None:
+            continue
+        for inc in res.get("incidents") or []:
+            if inc.get("what") in ("deadman-revert", "health-rollback", "activation-failed", "boot-rollback"):
+                _incident(record, name, inc["what"], inc.get("reason", ""), now)
+        if res.get("rollback_attempted") and not res.get("rolled_back"):
+            entry["reason"] = "rollback failed: %s" % (res.get("reason") or "no answer")
+            _incident(record, name, "rollback-failed", entry["reason"], now)
+        if res.get("rolled_back"):
+            entry.update(outcome="rolled-back" if entry["outcome"] == "confirmed" else entry["outcome"],
+                         updated=now)
+            _incident(record, name, "rollback", "rolled back to generation %s (rollout %s)"
+                      % (entry.get("previous"), record["status"]), now)
+        if "current" in res:
+            entry["current"] = res["current"]
+    if record["status"] == "running":
+        left = [n for n, d in record["devices"].items() if d["outcome"] in ("pending", "staged")]
+        if left:
+            record["status"] = "paused"
+            record["reason"] = "stopped before %d device(s) were switched: %s" % (len(left), ", ".join(sorted(left)[:5]))
+        else:
+            record["status"] = "completed"
+    if record["attempts"]:
+        record["attempts"][-1]["finished"] = now
+    return record
+
+
+def finish_rollback(record, results, now):
+    """After rollout_action=rollback: results maps device -> {ok, reason}."""
+    bad = sorted(n for n, r in results.items() if not r.get("ok"))
+    for name, res in results.items():
+        entry = record["devices"][name]
+        if res.get("ok"):
+            entry.update(outcome="rolled-back", switched=False, updated=now)
+            _incident(record, name, "rollback", "rollout %s rolled back to generation %s" % (record["id"], entry["previous"]), now)
+        else:
+            entry.update(reason=res.get("reason", ""), updated=now)
+    record["status"] = "rolled-back" if not bad else "aborted"
+    record["reason"] = ("rolled back %d device(s)" % len(results)) if not bad else (
+        "rollback failed on %s" % ", ".join(bad))
+    if record["attempts"]:
+        record["attempts"][-1]["finished"] = now
+    return record
+
+
+def counts(record):
+    out = dict((o, 0) for o in OUTCOMES)
+    for entry in record["devices"].values():
+        out[entry["outcome"]] = out.get(entry["outcome"], 0) + 1
+    return dict((k, v) for k, v in out.items() if v)
+
+
+def summary(record):
+    """A human summary: one status line, the waves, and a table of devices."""
+    lines = ["rollout %s of release %s: %s%s" % (record["id"], record["release"], record["status"],
+                                                 (" - " + record["reason"]) if record.get("reason") else "")]
+    for wave in record["waves"][-20:]:
+        lines.append("  wave %d: %d device(s) %s, %s%s" % (
+            wave["wave"], len(wave["devices"]), _seconds(wave["started"], wave["finished"]),
+            ", ".join("%s %d" % (k, v) for k, v in sorted(wave["counts"].items()) if v) or "nothing done",
+            (" -> " + wave["decision"]) if wave["decision"] != "continue" else ""))
+    rows = [("DEVICE", "SITE", "WAVE", "OUTCOME", "GENERATION", "REASON")]
+    for name in sorted(record["devices"], key=lambda n: (record["devices"][n].get("wave") or 0, n)):
+        d = record["devices"][name]
+        gen = "%s -> %s" % (d.get("previous"), d.get("generation")) if d.get("generation") is not None else "-"
+        rows.append((name, str(d.get("site") or "-"), str(d.get("wave")), d["outcome"], gen,
+                     (d.get("reason") or "")[:80]))
+    widths = [max(len(r[i]) for r in rows) for i in range(5)]
+    for row in rows:
+        lines.append("  " + "  ".join(row[i].ljust(widths[i]) for i in range(5)) + "  " + row[5])
+    return lines
+
+
+def _seconds(started, finished):
+    try:
+        a = datetime.datetime.strptime(started, "%Y-%m-%dT%H:%M:%SZ")
+        b = datetime.datetime.strptime(finished, "%Y-%m-%dT%H:%M:%SZ")
+    except (TypeError, ValueError):
+        return "in ? s"
+    return "in %d s" % (b - a).total_seconds()
+
+
+def alerts(record, since=0, source=""):
+    """Alertmanager v2 alerts for the incidents from index ``since`` on."""
+    out = []
+    for inc in record["incidents"][since:]:
+        labels = {"alertname": "EdgeopsRolloutIncident", "severity": "critical" if inc["kind"] in (
+            "gate-failed", "deadman-revert", "health-rollback", "boot-rollback", "rollback-failed") else "warning",
+            "site": inc.get("site") or "unknown", "device": inc["device"], "release": inc["release"],
+            "reason": inc["kind"], "rollout": record["id"]}
+        out.append({"labels": labels,
+                    "annotations": {"summary": "%s on %s (release %s)" % (inc["kind"], inc["device"], inc["release"]),
+                                    "description": inc.get("reason", "")[:1000]},
+                    "generatorURL": source or "", "startsAt": inc["time"]})
+    return out

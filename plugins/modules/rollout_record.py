@@ -1,0 +1,296 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: edgeops.fleet contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+DOCUMENTATION = r"""
+---
+module: rollout_record
+short_description: The controller's record of a staged rollout (approval lock, outcomes, failure budget, report)
+version_added: 0.1.0
+author:
+  - edgeops.fleet developers (@edgeops)
+description:
+  - Keeps one JSON record per rollout on the controller (O(record_dir)/<rollout_id>.json) for the
+    C(edgeops.fleet.rollout) playbook; run it on the controller (C(delegate_to=localhost), C(run_once)).
+  - O(step=approve) releases the approval lock of a release manifest (who and when, bound to the manifest's sha256).
+  - O(step=start) checks the approval (or its waiver outside production) and begins an attempt - a new rollout, a
+    re-run, a resume of a paused or aborted one, or a whole rollback.
+  - O(step=stage) and O(step=wave) merge device outcomes and return the fleet-wide failure-budget decision
+    (C(continue), C(abort) or C(pause)) with a one-line reason; every failure becomes an incident.
+  - O(step=finish) and O(step=rolled_back) close the attempt and return the human summary, the Alertmanager
+    alerts of the new incidents and the C(set_stats) data; the record itself is the machine-readable report.
+options:
+  step:
+    description: What to record.
+    type: str
+    required: true
+    choices: [approve, start, stage, wave, finish, rolled_back]
+  manifest:
+    description: The release manifest (controller path); its sha256 binds approvals and resumes.
+    type: path
+    required: true
+  release:
+    description: The release id (the manifest's C(release)).
+    type: str
+    required: true
+  rollout_id:
+    description: The rollout's id (default the release id); A/B rollouts of one release to two tag groups use two ids.
+    type: str
+  record_dir:
+    description: Controller directory of rollout records.
+    type: path
+    default: ~/.local/share/edgeops/rollouts
+  approvals_dir:
+    description: Controller directory of approvals (one C(<release>.json) each).
+    type: path
+    default: ~/.local/share/edgeops/approvals
+  approver:
+    description: Who approves (O(step=approve)).
+    type: str
+  environment:
+    description: The rollout environment; the approval lock cannot be waived in C(production).
+    type: str
+    default: production
+  approval_waived:
+    description: Waive the approval lock (refused in C(production)); for lab and development fleets.
+    type: bool
+    default: false
+  rollout_action:
+    description: With O(step=start) - C(start) a rollout (or re-run a finished one), C(resume) a paused or aborted one,
+      or C(rollback) every device it switched.
+    type: str
+    choices: [start, resume, rollback]
+    default: start
+  policy:
+    description: The normalised rollout policy (O(step=start)), as the C(edgeops.fleet.rollout_policy) filter returns it.
+    type: dict
+  devices:
+    description: O(step=start) - target device name to C(site) and C(wave).
+    type: dict
+  results:
+    description:
+      - O(step=stage) - device to C(outcome) (staged, stage-failed, unreachable, skipped-pinned), C(previous),
+        C(generation), C(reason).
+      - O(step=wave) - device to C(outcome) (confirmed, failed, unreachable), C(reason), C(switched), C(rolled_back).
+      - O(step=finish) - device to C(current), C(rolled_back) and C(incidents) (the device's own).
+      - O(step=rolled_back) - device to C(ok) and C(reason).
+    type: dict
+  wave:
+    description: The wave number (O(step=wave)).
+    type: int
+  wave_started:
+    description: When the wave began (UTC, C(YYYY-MM-DDTHH:MM:SSZ)).
+    type: str
+attributes:
+  check_mode:
+    support: full
+    description: Computes and returns everything but writes no file.
+  diff_mode:
+    support: none
+    description: The record is JSON written whole; RV(record) returns it.
+  idempotent:
+    support: none
+    description: Each step appends to the record (an attempt, a wave, incidents); O(step=approve) is idempotent.
+notes:
+  - One controller drives a rollout at a time; the record is replaced atomically at every step.
+seealso:
+  - module: edgeops.fleet.health_check
+  - module: edgeops.fleet.generation
+"""
+
+EXAMPLES = r"""
+- name: Release the approval lock of a release
+  edgeops.fleet.rollout_record:
+    step: approve
+    manifest: releases/demo-1.1.0.yml
+    release: demo-1.1.0
+    approver: alice
+
+- name: Record a wave and get the failure-budget decision
+  edgeops.fleet.rollout_record:
+    step: wave
+    manifest: releases/demo-1.1.0.yml
+    release: demo-1.1.0
+    wave: 1
+    wave_started: "2026-11-24T10:00:00Z"
+    results:
+      site01-dev02: {outcome: confirmed}
+      site01-dev03: {outcome: failed, reason: "health check predictor-predict failed", rolled_back: true}
+  delegate_to: localhost
+  run_once: true
+  register: decision
+"""
+
+RETURN = r"""
+record:
+  description: The whole rollout record after the step (also written to RV(path)).
+  returned: always except O(step=approve)
+  type: dict
+path:
+  description: The record's (or the approval's) file.
+  returned: always
+  type: str
+decision:
+  description: C(continue), C(abort) or C(pause) after O(step=stage) or O(step=wave).
+  returned: when O(step) is stage or wave
+  type: str
+reason:
+  description: One line saying why the rollout aborted or paused (empty to continue).
+  returned: when O(step) is stage, wave, finish or rolled_back
+  type: str
+status:
+  description: The rollout's status (running, paused, aborted, completed, rolled-back).
+  returned: always except O(step=approve)
+  type: str
+summary:
+  description: The human summary, one line per item (status, waves, a table of devices).
+  returned: when O(step) is finish or rolled_back
+  type: list
+  elements: str
+alerts:
+  description: Alertmanager v2 alerts (labels alertname, site, device, release, reason, rollout) of this attempt's incidents.
+  returned: when O(step) is finish or rolled_back
+  type: list
+  elements: dict
+stats_key:
+  description: A C(set_stats) key unique to this rollout (C(edgeops_rollout_<id>)).
+  returned: always except O(step=approve)
+  type: str
+rollback_targets:
+  description:
+    - Device to the generation it ran before this rollout, for the devices this rollout switched that run the new
+      generation - all of them after O(rollout_action=rollback), the confirmed ones otherwise (an abort rolls them back).
+  returned: always except O(step=approve)
+  type: dict
+stats:
+  description: Status, release, reason, counts per outcome and the record's path, for C(set_stats).
+  returned: when O(step) is finish or rolled_back
+  type: dict
+"""
+
+import hashlib
+import json
+import os
+import tempfile
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.edgeops.fleet.plugins.module_utils import _rollout as ro
+
+
+def _read_json(path):
+    try:
+        with open(path) as handle:
+            return json.load(handle)
+    except (IOError, OSError):
+        return None
+
+
+def _write_json(path, data):
+    directory = os.path.dirname(path)
+    if not os.path.isdir(directory):
+        os.makedirs(directory, 0o700)
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".rollout-")
+    with os.fdopen(fd, "w") as handle:
+        json.dump(data, handle, indent=2, sort_keys=True)
+        handle.write("\n")
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.chmod(tmp, 0o600)
+    os.rename(tmp, path)
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=dict(
+            step=dict(type="str", required=True, choices=["approve", "start", "stage", "wave", "finish", "rolled_back"]),
+            manifest=dict(type="path", required=True),
+            release=dict(type="str", required=True),
+            rollout_id=dict(type="str"),
+            record_dir=dict(type="path", default="~/.local/share/edgeops/rollouts"),
+            approvals_dir=dict(type="path", default="~/.local/share/edgeops/approvals"),
+            approver=dict(type="str"),
+            environment=dict(type="str", default="production"),
+            approval_waived=dict(type="bool", default=False),
+            rollout_action=dict(type="str", default="start", choices=["start", "resume", "rollback"]),
+            policy=dict(type="dict"),
+            devices=dict(type="dict"),
+            results=dict(type="dict"),
+            wave=dict(type="int"),
+            wave_started=dict(type="str"),
+        ),
+        required_if=[("step", "approve", ["approver"]), ("step", "start", ["policy", "devices"]),
+                     ("step", "wave", ["wave", "results"]), ("step", "stage", ["results"])],
+        supports_check_mode=True,
+    )
+    p = module.params
+    now = ro.utc_now()
+    try:
+        with open(p["manifest"], "rb") as handle:
+            manifest_sha256 = hashlib.sha256(handle.read()).hexdigest()
+    except (IOError, OSError) as exc:
+        module.fail_json(msg="cannot read the release manifest %s: %s" % (p["manifest"], exc))
+    result = {"changed": False}
+    try:
+        if p["step"] == "approve":
+            path = os.path.join(p["approvals_dir"], "%s.json" % ro.check_id(p["release"]))
+            entry = ro.approval_entry(p["release"], manifest_sha256, p["approver"], now)
+            old = _read_json(path)
+            same = old is not None and all(old.get(k) == entry[k] for k in ("release", "manifest_sha256", "approver"))
+            if not same and not module.check_mode:
+                _write_json(path, entry)
+            module.exit_json(changed=not same, path=path, approval=old if same else entry)
+
+        rollout_id = ro.check_id(p["rollout_id"] or p["release"])
+        path = os.path.join(p["record_dir"], "%s.json" % rollout_id)
+        record = _read_json(path)
+        result.update(path=path, stats_key=ro.stats_key(rollout_id))
+        if p["step"] == "start":
+            approval = None
+            if p["rollout_action"] != "rollback":
+                approvals = os.path.join(p["approvals_dir"], "%s.json" % p["release"])
+                approval = ro.check_approval(_read_json(approvals), p["release"], manifest_sha256, p["environment"],
+                                             p["approval_waived"], approvals)
+            record = ro.start(record, p["rollout_action"], rollout_id, p["release"], p["manifest"], manifest_sha256,
+                              p["policy"], p["devices"], approval, now)
+        elif record is None:
+            raise ro.RolloutError("there is no rollout record %s: step=start comes first" % path)
+        elif p["step"] == "stage":
+            ro.record_stage(record, p["results"], now)
+            result["decision"], result["reason"] = ro.decide_after_stage(record)
+            if result["decision"] != "continue":
+                record["status"] = "aborted" if result["decision"] == "abort" else "paused"
+                record["reason"] = result["reason"]
+        elif p["step"] == "wave":
+            result["decision"], result["reason"] = ro.record_wave(record, p["wave"], p["results"],
+                                                                  p["wave_started"] or now, now)
+        else:
+            since = len(record["incidents"])
+            if p["step"] == "finish":
+                ro.finish(record, p["results"] or {}, now)
+            else:
+                ro.finish_rollback(record, p["results"] or {}, now)
+            started = record["attempts"][-1]["started"] if record["attempts"] else ""
+            new = [i for i in record["incidents"] if i["time"] >= started] if started else record["incidents"][since:]
+            result.update(
+                reason=record["reason"], summary=ro.summary(record),
+                alerts=ro.alerts({"incidents": new, "id": rollout_id}),
+                stats={"status": record["status"], "release": record["release"], "reason": record["reason"],
+                       "counts": ro.counts(record), "record": path})
+        if not module.check_mode:
+            _write_json(path, record)
+        whole = p["step"] == "start" and p["rollout_action"] == "rollback"
+        result.update(changed=True, record=record, status=record["status"],
+                      rollback_targets=ro.rollback_targets(record, None if whole else ("confirmed",)))
+    except ro.RolloutError as exc:
+        module.fail_json(msg=str(exc), **result)
+    module.exit_json(**result)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,201 @@
+# -*- coding: utf-8 -*-
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The rollout record: approval lock, attempts, the fleet-wide failure budget, rollback targets, report."""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import pytest
+
+from ansible_collections.edgeops.fleet.plugins.module_utils import _rollout as ro
+
+POLICY = {"wave_plan": [1, "50%", "100%"], "soak": 5, "failure_threshold": 10, "min_executed": 1,
+          "unreachable": "fail", "rollback_switched": True, "confirm_timeout": 60, "environment": "lab",
+          "approval_waived": True}
+DEVICES = dict(("dev%02d" % n, {"site": "site01" if n < 6 else "site02", "wave": 0 if n == 1 else (1 if n < 6 else 2)})
+               for n in range(1, 11))
+T0 = "2026-11-24T10:00:00Z"
+
+
+def started(policy=None, record=None, action="start", sha="a" * 64):
+    return ro.start(record, action, "r2", "r2", "r2.yml", sha, dict(POLICY, **(policy or {})), DEVICES,
+                    {"waived": True}, T0)
+
+
+def staged(record, failed=()):
+    results = dict((name, {"outcome": "stage-failed" if name in failed else "staged", "previous": 4, "generation": 5,
+                           "reason": "pull failed" if name in failed else ""}) for name in DEVICES)
+    ro.record_stage(record, results, T0)
+    return record
+
+
+def wave(record, number, failed=(), unreachable=()):
+    names = [n for n, d in DEVICES.items() if d["wave"] == number]
+    results = {}
+    for name in names:
+        if name in failed:
+            results[name] = {"outcome": "failed", "reason": "health gate on the device: probe predict failed",
+                             "switched": True, "rolled_back": True}
+        elif name in unreachable:
+            results[name] = {"outcome": "unreachable", "reason": "unreachable (last step: confirm)", "switched": True}
+        else:
+            results[name] = {"outcome": "confirmed", "switched": True}
+    return ro.record_wave(record, number, results, T0, "2026-11-24T10:01:00Z")
+
+
+def test_the_approval_lock():
+    entry = ro.approval_entry("r2", "a" * 64, "alice", T0)
+    assert ro.check_approval(entry, "r2", "a" * 64, "production", False, "x.json")["approver"] == "alice"
+    with pytest.raises(ro.RolloutError, match="release r2 is not approved for production"):
+        ro.check_approval(None, "r2", "a" * 64, "production", False, "x.json")
+    with pytest.raises(ro.RolloutError, match="the manifest changed after approval"):
+        ro.check_approval(entry, "r2", "b" * 64, "production", False, "x.json")
+    with pytest.raises(ro.RolloutError, match="cannot be waived in the production environment"):
+        ro.check_approval(None, "r2", "a" * 64, "production", True, "x.json")
+    assert ro.check_approval(None, "r2", "a" * 64, "lab", True, "x.json")["waived"] is True
+    with pytest.raises(ro.RolloutError, match="approver"):
+        ro.approval_entry("r2", "a" * 64, " ", T0)
+
+
+def test_a_good_rollout_continues_through_every_wave():
+    record = staged(started())
+    assert ro.decide_after_stage(record) == ("continue", "")
+    for number in (0, 1, 2):
+        assert wave(record, number) == ("continue", "")
+    ro.finish(record, {}, T0)
+    assert record["status"] == "completed"
+    assert ro.counts(record) == {"confirmed": 10}
+    assert record["incidents"] == []
+
+
+def test_any_canary_failure_aborts_even_under_the_budget():
+    record = staged(started({"failure_threshold": 100, "min_executed": 5}))
+    decision, reason = wave(record, 0, failed=["dev01"])
+    assert decision == "abort"
+    assert reason == "canary dev01 failed: health gate on the device: probe predict failed"
+    assert record["status"] == "aborted"
+    assert [i["kind"] for i in record["incidents"]] == ["gate-failed", "rollback"]
+    assert record["incidents"][0]["site"] == "site01" and record["incidents"][0]["release"] == "r2"
+
+
+def test_the_budget_is_fleet_wide_not_per_wave():
+    # 1 failure in wave 1 (1 of 5 executed = 20 % > 15 %) would abort; with min_executed 6 it waits for more devices.
+    record = staged(started({"failure_threshold": 15, "min_executed": 6}))
+    wave(record, 0)
+    assert wave(record, 1, failed=["dev02"]) == ("continue", "")
+    # Wave 2: one more failure: 2 of 10 executed = 20 % > 15 %, counted across waves.
+    decision, reason = wave(record, 2, failed=["dev07"])
+    assert decision == "abort"
+    assert reason == "failure budget exceeded: 2 of 10 executed devices failed (20.0% > 15%)"
+    record = staged(started({"failure_threshold": 25, "min_executed": 6}))
+    wave(record, 0)
+    wave(record, 1, failed=["dev02"])
+    assert wave(record, 2, failed=["dev07"]) == ("continue", "")
+
+
+def test_unreachable_devices_count_or_pause_per_policy():
+    record = staged(started({"failure_threshold": 15}))
+    wave(record, 0)
+    assert wave(record, 1, unreachable=["dev03"])[0] == "abort"
+    record = staged(started({"unreachable": "pause"}))
+    wave(record, 0)
+    decision, reason = wave(record, 1, unreachable=["dev03"])
+    assert decision == "pause" and reason == "paused: dev03 unreachable in wave 1 (unreachable: pause)"
+    assert record["status"] == "paused"
+    # With `pause`, unreachable devices do not count against the budget.
+    assert ro.budget(record) == (0, 5)
+
+
+def test_staging_failures_can_abort_before_any_switch():
+    record = staged(started({"failure_threshold": 10}), failed=["dev04", "dev08"])
+    decision, reason = ro.decide_after_stage(record)
+    assert decision == "abort" and reason.startswith("failure budget exceeded while staging: 2 of 10")
+    # One device that cannot stage among ten is 10 %: not above the threshold.
+    assert ro.decide_after_stage(staged(started({"failure_threshold": 10}), failed=["dev04"]))[0] == "continue"
+    assert [i["kind"] for i in record["incidents"]] == ["stage-failed", "stage-failed"]
+
+
+def test_abort_rolls_back_only_what_this_rollout_switched_and_kept():
+    record = staged(started({"failure_threshold": 15}))
+    wave(record, 0)
+    wave(record, 1, failed=["dev02", "dev03"])
+    assert record["status"] == "aborted"
+    # dev01, dev04, dev05 run r2 confirmed; dev02/dev03 were already rolled back by their gate; wave 2 untouched.
+    assert ro.rollback_targets(record, ("confirmed",)) == {"dev01": 4, "dev04": 4, "dev05": 4}
+    ro.finish(record, {"dev01": {"rolled_back": True, "current": 4}, "dev04": {"rolled_back": True},
+                       "dev05": {"rolled_back": True}}, T0)
+    assert record["status"] == "aborted"
+    assert ro.counts(record) == {"rolled-back": 3, "failed": 2, "staged": 5}
+
+
+def test_a_paused_rollout_must_be_resumed_or_rolled_back_and_keeps_what_ran_before():
+    record = staged(started({"unreachable": "pause"}))
+    wave(record, 0)
+    wave(record, 1, unreachable=["dev03"])
+    with pytest.raises(ro.RolloutError, match="is paused .* resume it"):
+        started(record=record)
+    with pytest.raises(ro.RolloutError, match="manifest of release r2 changed"):
+        started(record=record, action="resume", sha="b" * 64)
+    record = started(record=record, action="resume")
+    assert record["devices"]["dev01"]["outcome"] == "confirmed"
+    assert record["devices"]["dev03"]["outcome"] == "pending"
+    assert len(record["attempts"]) == 2
+    # The resume's staging sees dev01 on the new generation: what it ran before is kept for a rollback.
+    ro.record_stage(record, {"dev01": {"outcome": "staged", "previous": 5, "generation": 5}}, T0)
+    assert record["devices"]["dev01"]["previous"] == 4
+    whole = ro.rollback_targets(record)
+    assert sorted(whole) == ["dev01", "dev02", "dev03", "dev04", "dev05"] and set(whole.values()) == {4}
+    ro.finish_rollback(record, dict((n, {"ok": True}) for n in whole), T0)
+    assert record["status"] == "rolled-back" and ro.rollback_targets(record) == {}
+
+
+def test_a_rollout_of_another_release_under_the_same_id_is_refused():
+    record = started()
+    with pytest.raises(ro.RolloutError, match="is a rollout of release r2, not r3"):
+        ro.start(record, "start", "r2", "r3", "r3.yml", "c" * 64, POLICY, DEVICES, None, T0)
+    with pytest.raises(ro.RolloutError, match="there is no rollout r2 to resume"):
+        started(action="resume")
+
+
+def test_the_dead_man_revert_reported_by_a_device_becomes_an_incident():
+    record = staged(started({"unreachable": "pause"}))
+    wave(record, 0)
+    wave(record, 1, unreachable=["dev03"])
+    ro.finish(record, {"dev03": {"current": 4, "incidents": [
+        {"what": "deadman-revert", "reason": "switch to generation 5 was not confirmed"},
+        {"what": "rollback", "reason": "operator rollback"}]}}, T0)
+    kinds = [i["kind"] for i in record["incidents"] if i["device"] == "dev03"]
+    assert kinds == ["unreachable", "deadman-revert"]
+    alerts = ro.alerts(record)
+    assert alerts[-1]["labels"] == {"alertname": "EdgeopsRolloutIncident", "severity": "critical", "site": "site01",
+                                    "device": "dev03", "release": "r2", "reason": "deadman-revert", "rollout": "r2"}
+
+
+def test_a_tag_group_without_wave_0_has_its_first_wave_as_canary():
+    record = ro.start(None, "start", "ab", "r2", "r2.yml", "a" * 64, POLICY, {"dev07": DEVICES["dev07"]}, None, T0)
+    staged_one = {"dev07": {"outcome": "staged", "previous": 4, "generation": 5}}
+    ro.record_stage(record, staged_one, T0)
+    decision, reason = ro.record_wave(record, 2, {"dev07": {"outcome": "failed", "reason": "x"}}, T0, T0)
+    assert (decision, reason) == ("abort", "canary dev07 failed: x")
+
+
+def test_a_failed_rollback_after_an_abort_is_an_incident():
+    record = staged(started())
+    wave(record, 0, failed=["dev01"])
+    ro.finish(record, {"dev01": {"rollback_attempted": True, "rolled_back": False, "reason": "unreachable"}}, T0)
+    assert record["incidents"][-1]["kind"] == "rollback-failed"
+    assert record["devices"]["dev01"]["reason"] == "rollback failed: unreachable"
+
+
+def test_summary_table_and_stats_key():
+    record = staged(started())
+    wave(record, 0, failed=["dev01"])
+    ro.finish(record, {}, T0)
+    lines = ro.summary(record)
+    assert lines[0] == "rollout r2 of release r2: aborted - canary dev01 failed: health gate on the device: probe predict failed"
+    assert lines[1].startswith("  wave 0: 1 device(s) in 60 s, failed 1 -> abort")
+    assert any(line.split()[:4] == ["dev01", "site01", "0", "failed"] for line in lines[2:])
+    assert ro.stats_key("demo-1.1.0+ab") == "edgeops_rollout_demo_1_1_0_ab"
+    with pytest.raises(ro.RolloutError):
+        ro.check_id("../etc")
