@@ -1294,9 +1294,7 @@ class Store:
 
     def plan_gc(self, keep):
         current, confirmed = self.pointer("current"), self.pointer("confirmed")
-        # The previous confirmed generation is where a rollback goes: never remove it.
-        previous = previous_confirmed(self.read_state()["history"], confirmed)
-        kept, removed = gc_plan(self.generation_ids(), keep, [current, confirmed, previous])
+        kept, removed = gc_plan(self.generation_ids(), keep, [current, confirmed])
         images = images_only_in([self.manifest(g) or {} for g in removed], [self.manifest(g) or {} for g in kept])
         return kept, removed, images
 
