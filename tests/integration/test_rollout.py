@@ -132,8 +132,6 @@ class Lab(object):
     @staticmethod
     def pick_salt(devices):
         """A salt that puts two devices in each of the two percentage waves (each wave gets exercised)."""
-        if os.path.join(REPO, "collections") not in sys.path:
-            sys.path.insert(0, os.path.join(REPO, "collections"))
         from ansible_collections.edgeops.fleet.plugins.module_utils._fleet import assign_waves, load_fleet
         for n in range(200):
             salt = "lab-%d" % n
