@@ -10,15 +10,38 @@ bash scripts/setup.sh || { echo "setup failed"; echo "0 passed, 1 failed"; exit 
 export PATH="$repo/.venv/bin:$PATH" ANSIBLE_FORCE_COLOR=0 PY_COLORS=0 NO_COLOR=1
 
 passed=0; failed=0; failed_steps=()
+record() {  # record <step name> <exit code> <seconds>
+  if [ "$2" -eq 0 ]; then
+    passed=$((passed + 1)); printf -- '-------- %s: PASSED (%ss)\n' "$1" "$3"
+  else
+    failed=$((failed + 1)); failed_steps+=("$1"); printf -- '-------- %s: FAILED (%ss)\n' "$1" "$3"
+  fi
+}
+
 step() {
   local name=$1; shift
   printf '\n======== %s ========\n' "$name"
-  local start=$SECONDS
-  if "$@"; then
-    passed=$((passed + 1)); printf -- '-------- %s: PASSED (%ss)\n' "$name" $((SECONDS - start))
-  else
-    failed=$((failed + 1)); failed_steps+=("$name"); printf -- '-------- %s: FAILED (%ss)\n' "$name" $((SECONDS - start))
+  local start=$SECONDS rc=0
+  "$@" || rc=$?
+  record "$name" "$rc" $((SECONDS - start))
+}
+
+# Two steps at once, each output printed whole when both are done. The lab steps spend most of their time
+# waiting (boots, apt, soaks, timers) and bring up labs of their own (names, ports), so side by side they take
+# about as long as the longer one. EDGEOPS_SERIAL_LABS=1 runs them one after the other.
+side_by_side() {  # side_by_side <name> <function> <name> <function>
+  if [ "${EDGEOPS_SERIAL_LABS:-0}" = 1 ]; then
+    step "$1" "$2"; step "$3" "$4"; return
   fi
+  local dir; dir=$(mktemp -d)
+  local start=$SECONDS
+  ( "$2" >"$dir/a.log" 2>&1; echo $? >"$dir/a.rc"; echo $((SECONDS - start)) >"$dir/a.time" ) &
+  ( "$4" >"$dir/b.log" 2>&1; echo $? >"$dir/b.rc"; echo $((SECONDS - start)) >"$dir/b.time" ) &
+  printf '\n(%s and %s run side by side; their outputs follow when both are done)\n' "$1" "$3"
+  wait
+  printf '\n======== %s ========\n' "$1"; cat "$dir/a.log"; record "$1" "$(cat "$dir/a.rc")" "$(cat "$dir/a.time")"
+  printf '\n======== %s ========\n' "$3"; cat "$dir/b.log"; record "$3" "$(cat "$dir/b.rc")" "$(cat "$dir/b.time")"
+  rm -rf "$dir"
 }
 
 unit() { PYTHONPATH="$repo/collections" python -m pytest -q -p no:cacheprovider tests/unit; }
@@ -43,19 +66,23 @@ molecule_all() {
   local rc=0 scenario
   for scenario in molecule/*/molecule.yml; do
     scenario=$(basename "$(dirname "$scenario")")
-    molecule test -s "$scenario" || rc=1
+    local start=$SECONDS
+    if molecule test -s "$scenario"; then
+      printf -- '-------- molecule %s: PASSED (%ss)\n' "$scenario" $((SECONDS - start))
+    else
+      rc=1; printf -- '-------- molecule %s: FAILED (%ss)\n' "$scenario" $((SECONDS - start))
+    fi
   done
   return $rc
 }
 
-integration() { python -m pytest -v -p no:cacheprovider tests/integration; }
+integration() { python -m pytest -v -p no:cacheprovider --durations=0 --durations-min=10 tests/integration; }
 
 step "unit tests" unit
 step "changelog lint" antsibull-changelog lint
 step "ansible-lint (production)" ansible-lint
 step "ansible-test sanity" sanity
-step "molecule" molecule_all
-step "integration (lab, site.yml, build)" integration
+side_by_side "molecule" molecule_all "integration (lab, site.yml, build, rollouts)" integration
 
 echo
 [ "$failed" -eq 0 ] || printf 'failed steps: %s\n' "${failed_steps[*]}"

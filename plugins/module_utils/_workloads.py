@@ -86,7 +86,9 @@ def _healthcheck(value, where):
     test = value.get("test")
     if not isinstance(test, list) or not test or test[0] not in ("CMD", "CMD-SHELL") or len(test) < 2:
         _fail(where + ".test", "must be a list starting with CMD or CMD-SHELL, such as [CMD, /usr/local/bin/healthcheck]")
-    out = {"test": list(test), "interval": "5s", "timeout": "3s", "retries": 3, "start_period": "5s"}
+    # timeout 10s: a check that needs a second on an idle box can need several on a busy one (a CPU-limited
+    # container, a loaded device); a short timeout turns that into "unhealthy" and a needless rollback.
+    out = {"test": list(test), "interval": "5s", "timeout": "10s", "retries": 3, "start_period": "5s"}
     for key in ("interval", "timeout", "start_period"):
         if key in value:
             if not isinstance(value[key], str) or not _DURATION_RE.match(value[key]):

@@ -37,11 +37,6 @@ RELEASES = ["demo-1.0.0", "demo-1.1.0", "demo-1.1.0-bad-crash", "demo-1.1.0-bad-
             "demo-1.1.0-bad-firewall"]
 # Test-only secrets (real use: ansible-vault); none may appear in any output or record.
 SECRETS = {"pull": "pull-Rt5m2Qx8Lw", "push": "push-Hy3c6Vn1Zd", "token": "tok-Bq7Wd2Kp9Xs4"}
-# Opt-in for now (EDGEOPS_ROLLOUT_LAB=1): with a hub and five devices on a 2-CPU machine that also runs other
-# labs, the sample workloads' container health checks flap during the soak and the gate rightly fails them; the
-# suite gets it back once the lab runs it reliably (see the rollout issue's notes).
-pytestmark = pytest.mark.skipif(os.environ.get("EDGEOPS_ROLLOUT_LAB") != "1",
-                                reason="staged-rollout lab (hub + 5 devices) is opt-in: EDGEOPS_ROLLOUT_LAB=1")
 # Long enough for a switch, the soak and the gates on a loaded 2-CPU machine; a cut-off device reverts this
 # long after its switch.
 CONFIRM_TIMEOUT = 120

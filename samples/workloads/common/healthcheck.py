@@ -20,7 +20,7 @@ import edgeops_service as service
 
 
 def url_healthy(url):
-    status, dummy_payload, error = service.http_get_json(url, timeout=3.0)
+    status, dummy_payload, error = service.http_get_json(url, timeout=5.0)
     if status == 200:
         return True, "HTTP 200"
     return False, error or "HTTP %s" % status
