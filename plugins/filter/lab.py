@@ -11,10 +11,10 @@ from ansible.errors import AnsibleFilterError
 from ansible_collections.edgeops.fleet.plugins.module_utils._lab import LabPlanError, lab_plan
 
 
-def _lab_plan(lab_name, sites=1, devices_per_site=3, ssh_port_base=42200, hubs=True):
+def _lab_plan(lab_name, sites=1, devices_per_site=3, ssh_port_base=42200, hubs=True, publish_device_ssh=True):
     try:
         return lab_plan(lab_name, sites=sites, devices_per_site=devices_per_site,
-                        ssh_port_base=ssh_port_base, hubs=hubs)
+                        ssh_port_base=ssh_port_base, hubs=hubs, publish_device_ssh=publish_device_ssh)
     except LabPlanError as exc:
         raise AnsibleFilterError("edgeops.fleet.lab_plan: %s" % exc)
 

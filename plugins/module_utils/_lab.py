@@ -194,11 +194,14 @@ def _check_int(name, value, low, high):
     return value
 
 
-def lab_plan(lab_name, sites=1, devices_per_site=3, ssh_port_base=42200, hubs=True):
+def lab_plan(lab_name, sites=1, devices_per_site=3, ssh_port_base=42200, hubs=True, publish_device_ssh=True):
     """Plan the containers of a lab.
 
     Ports are stable per slot (site index * 100 + slot, slot 0 being the hub), so growing or
     shrinking one site never moves another host's SSH port and never recreates its container.
+    With ``publish_device_ssh`` false only the hubs are published: a device then has no
+    ``ssh_port`` (None) and nothing in ``published``, and is reached through its site's hub
+    (a bastion) at its name on the site network.
     Returns a dict with ``hosts`` (one entry per container) and ``sites``.
     """
     if not isinstance(lab_name, str) or not _NAME_RE.match(lab_name):
@@ -208,6 +211,12 @@ def lab_plan(lab_name, sites=1, devices_per_site=3, ssh_port_base=42200, hubs=Tr
     sites = _check_int("lab_sites", sites, 1, MAX_SITES)
     devices_per_site = _check_int("lab_devices_per_site", devices_per_site, 0, MAX_DEVICES_PER_SITE)
     ssh_port_base = _check_int("lab_ssh_port_base", ssh_port_base, 1024, 65535)
+    if not isinstance(publish_device_ssh, bool):
+        raise LabPlanError("lab_publish_device_ssh must be true or false, got %r" % (publish_device_ssh,))
+    if not publish_device_ssh and not hubs:
+        raise LabPlanError(
+            "lab_publish_device_ssh false needs lab_hubs true: unpublished devices are reached only "
+            "through their site's hub")
     highest = ssh_port_base + (sites - 1) * 100 + max(slot for slot, _port in HUB_SERVICES.values())
     if highest > 65535:
         raise LabPlanError(
@@ -225,6 +234,7 @@ def lab_plan(lab_name, sites=1, devices_per_site=3, ssh_port_base=42200, hubs=Tr
         for slot, kind in slots:
             host = "%s-hub" % site if kind == "hub" else "%s-dev%02d" % (site, slot)
             container = "%s-%s" % (lab_name, host)
+            published = kind == "hub" or publish_device_ssh
             hosts.append({
                 "name": host,
                 "kind": kind,
@@ -232,12 +242,12 @@ def lab_plan(lab_name, sites=1, devices_per_site=3, ssh_port_base=42200, hubs=Tr
                 "container": container,
                 "network": network,
                 "volume": "%s-docker" % container,
-                "ssh_port": ssh_port_base + site_index * 100 + slot,
+                "ssh_port": ssh_port_base + site_index * 100 + slot if published else None,
                 # Site services of a hub: service -> 127.0.0.1 port the controller reaches it on.
                 "service_ports": dict(
                     (service, ssh_port_base + site_index * 100 + service_slot)
                     for service, (service_slot, _port) in HUB_SERVICES.items()) if kind == "hub" else {},
-                "published": ["127.0.0.1:%d:22" % (ssh_port_base + site_index * 100 + slot)] + [
+                "published": (["127.0.0.1:%d:22" % (ssh_port_base + site_index * 100 + slot)] if published else []) + [
                     "127.0.0.1:%d:%d" % (ssh_port_base + site_index * 100 + service_slot, container_port)
                     for _service, (service_slot, container_port) in sorted(HUB_SERVICES.items())
                     if kind == "hub"],

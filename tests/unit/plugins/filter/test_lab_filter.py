@@ -21,3 +21,9 @@ def test_filter_turns_plan_errors_into_filter_errors():
     lab_plan = FilterModule().filters()["lab_plan"]
     with pytest.raises(AnsibleFilterError, match="lab_devices_per_site"):
         lab_plan("lab", devices_per_site=500)
+
+
+def test_filter_passes_publish_device_ssh():
+    lab_plan = FilterModule().filters()["lab_plan"]
+    hosts = lab_plan("lab", 1, 2, 42200, True, False)["hosts"]
+    assert [h["ssh_port"] for h in hosts] == [42200, None, None]

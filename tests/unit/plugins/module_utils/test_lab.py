@@ -58,6 +58,26 @@ def test_hubs_can_be_left_out():
     assert [h["name"] for h in plan["hosts"]] == ["site01-dev01"]
 
 
+def test_devices_can_be_left_unpublished_keeping_the_hubs_and_every_other_port():
+    published = _lab.lab_plan("lab", sites=2, devices_per_site=2)
+    hidden = _lab.lab_plan("lab", sites=2, devices_per_site=2, publish_device_ssh=False)
+    for before, after in zip(published["hosts"], hidden["hosts"]):
+        if after["kind"] == "hub":
+            assert after == before
+        else:
+            assert after["ssh_port"] is None and after["published"] == []
+            assert dict(after, ssh_port=before["ssh_port"], published=before["published"]) == before
+    assert hidden["sites"] == published["sites"]
+    # Nothing of a device is bound on the controller: the hubs' SSH and service ports are all there is.
+    bound = [spec for h in hidden["hosts"] for spec in h["published"]]
+    assert bound == [spec for h in published["hosts"] if h["kind"] == "hub" for spec in h["published"]]
+
+
+def test_the_default_still_publishes_every_device():
+    assert _lab.lab_plan("lab") == _lab.lab_plan("lab", publish_device_ssh=True)
+    assert all(h["published"][0] == "127.0.0.1:%d:22" % h["ssh_port"] for h in _lab.lab_plan("lab")["hosts"])
+
+
 def test_string_numbers_from_extra_vars_are_accepted():
     assert len(_lab.lab_plan("lab", sites="2", devices_per_site="4")["hosts"]) == 10
 
@@ -71,6 +91,8 @@ def test_string_numbers_from_extra_vars_are_accepted():
     (dict(lab_name="lab", devices_per_site="many"), "lab_devices_per_site"),
     (dict(lab_name="lab", ssh_port_base=80), "lab_ssh_port_base"),
     (dict(lab_name="lab", sites=3, ssh_port_base=65400), "lab_ssh_port_base"),
+    (dict(lab_name="lab", publish_device_ssh="no"), "lab_publish_device_ssh"),
+    (dict(lab_name="lab", publish_device_ssh=False, hubs=False), "lab_publish_device_ssh"),
 ])
 def test_bad_settings_are_refused_naming_the_setting(kwargs, key):
     with pytest.raises(_lab.LabPlanError) as err:
