@@ -37,6 +37,15 @@ if ! docker info >/dev/null 2>&1; then
   docker info >/dev/null 2>&1 || { echo "Docker Engine did not start; see /var/log/edgeops-dockerd.log" >&2; exit 1; }
 fi
 
+# Every lab device is a container running systemd, which takes inotify instances of the host's root
+# user; the kernel's default (128) stops containers with "Failed to create control group inotify
+# object: Too many open files" once a few labs run side by side (tests do). Raise it, never lower it.
+if [ "$(cat /proc/sys/fs/inotify/max_user_instances 2>/dev/null || echo 1024)" -lt 1024 ]; then
+  log "Raising fs.inotify.max_user_instances to 1024 for the lab's systemd containers"
+  sysctl -q -w fs.inotify.max_user_instances=1024 \
+    || echo "warning: could not raise fs.inotify.max_user_instances; labs side by side may fail" >&2
+fi
+
 stamp=$(cat requirements.txt constraints.txt | sha256sum | cut -c1-16)
 if [ "$(cat .venv/.edgeops-stamp 2>/dev/null)" != "$stamp" ]; then
   log "Installing the pinned Python tools into .venv/"

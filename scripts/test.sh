@@ -26,18 +26,40 @@ step() {
   record "$name" "$rc" $((SECONDS - start))
 }
 
-# Two steps at once, each output printed whole when both are done. The lab steps spend most of their time
-# waiting (boots, apt, soaks, timers) and bring up labs of their own (names, ports), so side by side they take
-# about as long as the longer one, if the machine has the CPUs for both.
-side_by_side() {  # side_by_side <name> <function> <name> <function>
+# Two streams of steps at once; each stream runs its steps one after the other, and every step's output is
+# printed whole, with its result and time, when both streams are done. The lab steps spend most of their time
+# waiting (boots, apt, soaks, timers) and each brings up labs of its own (names, ports), so two streams take
+# about as long as the longer one on a 2-CPU machine.
+side_by_side() {  # side_by_side "<name>=<function> ..." "<name>=<function> ..."
   local dir; dir=$(mktemp -d)
-  local start=$SECONDS
-  ( "$2" >"$dir/a.log" 2>&1; echo $? >"$dir/a.rc"; echo $((SECONDS - start)) >"$dir/a.time" ) &
-  ( "$4" >"$dir/b.log" 2>&1; echo $? >"$dir/b.rc"; echo $((SECONDS - start)) >"$dir/b.time" ) &
-  printf '\n(%s and %s run side by side; their outputs follow when both are done)\n' "$1" "$3"
+  local start=$SECONDS stream=0 spec rc secs
+  for spec in "$1" "$2"; do
+    stream=$((stream + 1))
+    (
+      local n=0 entry
+      for entry in $spec; do
+        n=$((n + 1))
+        local t=$SECONDS rc=0
+        "${entry#*=}" >"$dir/$stream.$n.log" 2>&1 || rc=$?
+        echo "$rc $((SECONDS - t))" >"$dir/$stream.$n.result"
+      done
+    ) &
+  done
+  printf '\n(two streams side by side: [%s] and [%s]; outputs follow when both are done)\n' "$1" "$2"
   wait
-  printf '\n======== %s ========\n' "$1"; cat "$dir/a.log"; record "$1" "$(cat "$dir/a.rc")" "$(cat "$dir/a.time")"
-  printf '\n======== %s ========\n' "$3"; cat "$dir/b.log"; record "$3" "$(cat "$dir/b.rc")" "$(cat "$dir/b.time")"
+  stream=0
+  for spec in "$1" "$2"; do
+    stream=$((stream + 1))
+    local n=0 entry
+    for entry in $spec; do
+      n=$((n + 1))
+      printf '\n======== %s ========\n' "${entry%%=*}"
+      cat "$dir/$stream.$n.log"
+      read -r rc secs <"$dir/$stream.$n.result"
+      record "${entry%%=*}" "$rc" "$secs"
+    done
+  done
+  printf '(both streams done in %ss)\n' $((SECONDS - start))
   rm -rf "$dir"
 }
 
@@ -73,18 +95,29 @@ molecule_all() {
   return $rc
 }
 
-integration() { python -m pytest -v -p no:cacheprovider --durations=0 --durations-min=10 tests/integration; }
+# The integration tests in two groups of about the same length, so each lab stream takes ~25-30 min.
+integration_pytest() { python -m pytest -v -p no:cacheprovider --durations=0 --durations-min=10 "$@"; }
+integration_security() { integration_pytest tests/integration/test_secrets.py tests/integration/test_firewall_lockout.py; }
+integration_rollout() { integration_pytest tests/integration/test_rollout.py; }
+integration_lab() {
+  integration_pytest tests/integration --ignore=tests/integration/test_rollout.py \
+    --ignore=tests/integration/test_secrets.py --ignore=tests/integration/test_firewall_lockout.py
+}
 
 step "unit tests" unit
 step "changelog lint" antsibull-changelog lint
 step "ansible-lint (production)" ansible-lint
 step "ansible-test sanity" sanity
-# EDGEOPS_PARALLEL_LABS=1 runs the two lab steps side by side (not yet the default: not yet measured on CI).
-if [ "${EDGEOPS_PARALLEL_LABS:-0}" = 1 ]; then
-  side_by_side "molecule" molecule_all "integration (lab, site.yml, build)" integration
+# The lab steps run in two streams side by side (EDGEOPS_PARALLEL_LABS=0: one after the other). Names have
+# no spaces: the stream lists are split on them.
+if [ "${EDGEOPS_PARALLEL_LABS:-1}" = 1 ]; then
+  side_by_side "molecule=molecule_all integration-security=integration_security" \
+               "integration-rollout=integration_rollout integration-lab=integration_lab"
 else
   step "molecule" molecule_all
-  step "integration (lab, site.yml, build)" integration
+  step "integration-lab" integration_lab
+  step "integration-security" integration_security
+  step "integration-rollout" integration_rollout
 fi
 
 echo

@@ -22,6 +22,12 @@ RECAP_RE = re.compile(
     r"\s+failed=(?P<failed>\d+)", re.MULTILINE)
 
 
+def lab_args(name, port_base, inventory, **settings):
+    """ansible-playbook arguments that point playbooks/lab/*.yml at a test's own lab (name, SSH ports, inventory)."""
+    return ["-e", "lab_name=" + name, "-e", "lab_ssh_port_base=%d" % port_base, "-e", "lab_inventory_file=" + inventory,
+            "-e", json.dumps(settings)]
+
+
 class Run(object):
     def __init__(self, proc):
         self.rc = proc.returncode

@@ -29,7 +29,7 @@ import time
 import pytest
 import yaml
 
-from conftest import BIN, REPO, ansible
+from conftest import BIN, REPO, ansible, lab_args
 
 sys.path.insert(0, os.path.join(REPO, "tests", "support", "secrets"))
 from kv2_standin import KV2StandIn  # noqa: E402
@@ -106,9 +106,8 @@ class Lab(object):
         self.vault_password = os.path.join(tmp, "vault-password")
         self.release = os.path.join(tmp, "secrets-test-1.yml")
         self.artifacts = os.path.join(tmp, "runner-artifacts")
-        self.lab_vars = ["-e", "lab_name=" + LAB, "-e", "lab_ssh_port_base=%d" % PORT_BASE,
-                         "-e", "lab_inventory_file=" + self.inventory,
-                         "-e", json.dumps({"lab_devices_per_site": 1, "lab_hubs": False, "lab_image_packages": PACKAGES})]
+        self.lab_vars = lab_args(LAB, PORT_BASE, self.inventory, lab_devices_per_site=1, lab_hubs=False,
+                                 lab_image_packages=PACKAGES)
         self.outputs = []
         self.aws = None
         self.kv2 = None
