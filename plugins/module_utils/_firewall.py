@@ -50,7 +50,15 @@ def _as_list(value, var):
     return list(value)
 
 
+# Extra vars (-e key=value) arrive as strings: accept the spellings Ansible itself reads as booleans and
+# whole numbers written as digits, and nothing looser (a typo still fails naming the variable).
+_TRUE = ("true", "yes", "on", "1")
+_FALSE = ("false", "no", "off", "0")
+
+
 def _bool(value, var):
+    if isinstance(value, str) and value.strip().lower() in _TRUE + _FALSE:
+        return value.strip().lower() in _TRUE
     if not isinstance(value, bool):
         _fail(var, "true or false", value)
     return value
@@ -130,6 +138,8 @@ def _rate(value, var):
 
 
 def _positive(value, var, top=100000):
+    if isinstance(value, str) and value.strip().isdigit():
+        value = int(value.strip())
     if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= top:
         _fail(var, "a whole number from 1 to %d" % top, value)
     return value
@@ -199,7 +209,7 @@ def firewall_spec(table="edgeops_firewall", state="present", ssh=True, ssh_port=
     spec = {"table": table, "state": state, "ssh": None}
 
     if _bool(ssh, "firewall_ssh"):
-        _positive(ssh_port, "firewall_ssh_port", 65535)
+        ssh_port = _positive(ssh_port, "firewall_ssh_port", 65535)
         v4, v6 = _networks(management_networks, "firewall_management_networks", site_network)
         bastions = _as_list(bastion_addresses, "firewall_bastion_addresses")
         if _bool(bastion_from_proxyjump, "firewall_bastion_from_proxyjump"):

@@ -74,6 +74,14 @@ def test_controller_address_and_explicit_bastions():
     assert spec["ssh"]["sources_v4"] == ["172.20.0.1"] and spec["ssh"]["sources_v6"] == ["2001:db8::1"]
 
 
+def test_extra_vars_given_as_strings_are_read_like_ansible_reads_them():
+    """-e firewall_ssh_from_controller=true arrives as the string 'true'; ports and bursts as digits."""
+    spec = firewall_spec(ssh_from_controller="true", controller_address="172.20.0.1", ssh_port="2222",
+                         ssh_rate_burst="7", allow_ping="no", log_drops="yes", log_burst="3")
+    assert spec["ssh"]["sources_v4"] == ["172.20.0.1"] and spec["ssh"]["port"] == 2222
+    assert spec["ssh"]["burst"] == 7 and spec["allow_ping"] is False and spec["log"]["burst"] == 3
+
+
 def test_no_ssh_at_all_needs_no_sources():
     spec = firewall_spec(ssh=False)
     assert spec["ssh"] is None and spec["log"]["prefix"] == "edgeops-fw"
@@ -116,7 +124,8 @@ def test_proxyjump_host_is_the_last_hop(args, expected):
     ({"published_ports": "some"}, "firewall_published_ports: expected one of declared, all"),
     ({"log_prefix": 'x" drop'}, "firewall_log_prefix"),
     ({"log_rate": "fast"}, "firewall_log_rate"),
-    ({"allow_ping": "yes"}, "firewall_allow_ping: expected true or false"),
+    ({"allow_ping": "maybe"}, "firewall_allow_ping: expected true or false"),
+    ({"ssh_rate_burst": "5x"}, "firewall_ssh_rate_burst: expected a whole number"),
     ({"input_extra_rules": ["accept; flush ruleset"]}, r"firewall_input_extra_rules\[0\]"),
     ({"forward_extra_rules": ["tcp dport { 1, 2 accept"]}, r"firewall_forward_extra_rules\[0\]"),
     ({"table": "edgeops-fw"}, "firewall_table"),
