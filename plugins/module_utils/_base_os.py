@@ -29,6 +29,8 @@ _SYSCTL_VALUE_RE = re.compile(r"^[^\s=#;][^\n=#;]*$")
 USER_KEYS = ("name", "state", "uid", "groups", "append", "shell", "comment", "authorized_keys", "sudo",
              "password_lock")
 USER_STATES = ("present", "absent")
+# Shells that refuse logins: never for the account Ansible logs in as.
+NOLOGIN_SHELLS = ("nologin", "false")
 _USER_NAME_RE = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
 _GROUP_NAME_RE = _USER_NAME_RE
 # An authorized_keys line: optional options, then a key type OpenSSH accepts, then base64.
@@ -186,14 +188,19 @@ def _user(spec, key):
     }
 
 
-def users_plan(users, site=None, device=None, login_user=None):
+def users_plan(users, site=None, device=None, login_user=None, login_groups=None):
     """The accounts to manage: base_os_users, then base_os_users_site, then base_os_users_device (a later entry
     of the same name replaces an earlier one), normalised with their defaults.
 
     Guards against locking Ansible out: the account the connection logs in as (``login_user``) and root can
-    never be removed, and the login account may not end up with no key (authorized_keys are exclusive) nor
-    with a locked password it may need for become (unless sudo: true gives it passwordless sudo).
+    never be removed, and the login account may not end up with no key (authorized_keys are exclusive), with
+    a locked password it may need for become (unless sudo: true gives it passwordless sudo), nor with a shell
+    that refuses logins (nologin, false). ``login_groups``, when given, are its groups as ``id -Gn`` prints
+    them (the primary one first, which ``append: false`` leaves alone): ``append: false`` may not drop any
+    of the others (sudo for become, a group of AllowGroups ...).
     """
+    if isinstance(login_groups, str):
+        login_groups = login_groups.split()
     merged = {}
     order = []
     for var, entries in (("base_os_users", users), ("base_os_users_site", site), ("base_os_users_device", device)):
@@ -224,6 +231,14 @@ def users_plan(users, site=None, device=None, login_user=None):
             if user["password_lock"] and not user["sudo"] and name != "root":
                 raise BaseOsError("%s.password_lock: %s is the account Ansible logs in as and may need its password "
                                   "for become; set sudo: true (passwordless sudo) or password_lock: false" % (key, name))
+            if user["shell"].rstrip("/").rsplit("/", 1)[-1] in NOLOGIN_SHELLS:
+                raise BaseOsError("%s.shell: %s is the account Ansible logs in as; the shell %s refuses its logins"
+                                  % (key, name, user["shell"]))
+            dropped = [group for group in (login_groups or [])[1:] if group not in user["groups"]]
+            if not user["append"] and dropped:
+                raise BaseOsError("%s.append: %s is the account Ansible logs in as; append: false would take it out "
+                                  "of %s (sudo, AllowGroups ...): list them in groups or drop append: false"
+                                  % (key, name, ", ".join(dropped)))
         out.append(user)
     return out
 

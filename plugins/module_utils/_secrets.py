@@ -74,7 +74,9 @@ def validate_definitions(definitions):
                 raise SecretsError("%s.%s is required for source %s" % (where, key, source))
         norm = dict(definition, source=source)
         if source == "vault" and "var" in norm and (not isinstance(norm["var"], str) or not _VAR_RE.match(norm["var"])):
-            raise SecretsError("%s.var must be a variable name, got %r" % (where, norm["var"]))
+            # Never echo it: a template (var: "{{ vault_token }}") arrives here as the value it names.
+            raise SecretsError("%s: var of secret %s must be the name of a variable (a string like vault_token), "
+                               "not a value or a template" % (where, name))
         if source == "hashi_vault" and "version" in norm and (
                 isinstance(norm["version"], bool) or not isinstance(norm["version"], int) or norm["version"] < 1):
             raise SecretsError("%s.version must be a version number >= 1" % where)
@@ -152,19 +154,24 @@ def resolve(definitions, fetch):
 
     Any exception from ``fetch`` (an SDK's, an undefined variable ...) becomes a SecretsError that names the secret
     and its source; its text is scrubbed of every value resolved so far, and of the failing one if it got that far.
+    A failing definition's ``var`` is scrubbed too and not named: a value that looks like a variable name (a template
+    that was rendered to it) is refused as undefined, and the error would echo it.
     """
     values = {}
     for definition in definitions:
+        var = definition.get("var")
+        known = list(values.values()) + [var]
+        shown = "source vault, the variable its var names" if isinstance(var, str) and var else describe(definition)
         try:
             values[definition["name"]] = fetch(definition)
         except SecretsError as exc:
-            message = scrub(exc, values.values())
+            message = scrub(exc, known)
             if not message.startswith("secret %s " % definition["name"]):
-                message = "secret %s (%s): %s" % (definition["name"], describe(definition), message)
+                message = "secret %s (%s): %s" % (definition["name"], shown, message)
             raise SecretsError(message)
         except Exception as exc:  # the source's own error: keep its reason, never a value
-            reason = scrub("%s: %s" % (type(exc).__name__, exc), values.values())
-            raise SecretsError("secret %s (%s) could not be read: %s" % (definition["name"], describe(definition), reason))
+            reason = scrub("%s: %s" % (type(exc).__name__, exc), known)
+            raise SecretsError("secret %s (%s) could not be read: %s" % (definition["name"], shown, reason))
     return values
 
 

@@ -150,6 +150,31 @@ def test_the_login_account_may_keep_a_password_with_passwordless_sudo_or_unlocke
     assert users_plan([{"name": "root", "authorized_keys": [KEY]}], login_user="root")
 
 
+@pytest.mark.parametrize("shell", ["/usr/sbin/nologin", "/sbin/nologin", "/bin/false", "/usr/bin/false"])
+def test_the_login_account_keeps_a_shell_that_allows_logins(shell):
+    admin = {"name": "admin", "authorized_keys": [KEY], "sudo": True, "shell": shell}
+    with pytest.raises(BaseOsError) as err:
+        users_plan([], site=[admin], login_user="admin")
+    assert str(err.value).startswith("base_os_users_site[0].shell: admin is the account Ansible logs in as")
+    # Another account may have one.
+    assert users_plan([dict(admin, name="svc")], login_user="admin")[0]["shell"] == shell
+
+
+def test_append_false_may_not_take_the_login_account_out_of_its_groups():
+    admin = {"name": "admin", "authorized_keys": [KEY], "sudo": True, "append": False, "groups": ["docker"]}
+    with pytest.raises(BaseOsError) as err:
+        users_plan([admin], login_user="admin", login_groups="admin sudo docker sshusers")
+    assert str(err.value).startswith("base_os_users[0].append: admin is the account Ansible logs in as")
+    assert "of sudo, sshusers (" in str(err.value)
+    # The primary group (first) is not a supplementary one; every other group listed: accepted.
+    assert users_plan([dict(admin, groups=["sudo", "docker", "sshusers"])], login_user="admin",
+                      login_groups=["admin", "sudo", "docker", "sshusers"])[0]["append"] is False
+    # append: true, another account, or groups not known: nothing is dropped.
+    assert users_plan([dict(admin, append=True)], login_user="admin", login_groups="admin sudo")
+    assert users_plan([dict(admin, name="ops")], login_user="admin", login_groups="admin sudo")
+    assert users_plan([admin], login_user="admin")
+
+
 # passthrough ----------------------------------------------------------------------------------------
 
 def test_passthrough_ids_and_iommu_arguments_per_cpu_vendor():

@@ -12,7 +12,7 @@ import pytest
 
 from ansible_collections.edgeops.fleet.plugins.module_utils._secrets import (
     LABEL, SecretsError, aws_value, fingerprints, hashi_vault_value, label_value, parse_label, resolve, rotation_plan,
-    scrub, stamp_release, validate_definitions)
+    scrub, stamp_release, validate_definitions, vault_value)
 from ansible_collections.edgeops.fleet.plugins.module_utils._workloads import render_release, secret_owners
 
 VALUE = "tok-Qm4Zr8Lx2Wp6"
@@ -58,13 +58,24 @@ def test_definitions_default_to_the_vault_source_and_keep_their_keys():
     ([{"name": "a", "source": "aws"}], "secrets_definitions[0] (a).secret_id is required for source aws"),
     ([{"name": "a", "source": "hashi_vault", "path": "p"}], "secrets_definitions[0] (a).field is required for source hashi_vault"),
     ([{"name": "a", "secret_id": "x"}], "secrets_definitions[0] (a): unknown key(s) secret_id for source vault"),
-    ([{"name": "a", "var": "not a var"}], "secrets_definitions[0] (a).var must be a variable name"),
+    ([{"name": "a", "var": "not a var"}], "secrets_definitions[0] (a): var of secret a must be the name of a variable"),
     ([{"name": "a", "source": "hashi_vault", "path": "p", "field": "f", "version": 0}], "(a).version must be a version"),
 ])
 def test_bad_definitions_are_refused_naming_the_definition_and_key(definitions, message):
     with pytest.raises(SecretsError) as err:
         validate_definitions(definitions)
     assert message in str(err.value)
+
+
+@pytest.mark.parametrize("var", [VALUE + " with a space", "{{ " + VALUE + " }}", "s3cr3t!" + VALUE, 42])
+def test_a_var_that_is_a_value_is_refused_without_echoing_it(var):
+    # var: "{{ vault_token }}" is templated before the role sees it: what arrives is the value.
+    with pytest.raises(SecretsError) as err:
+        validate_definitions([{"name": "api_token", "var": var}])
+    message = str(err.value)
+    assert message == ("secrets_definitions[0] (api_token): var of secret api_token must be the name of a variable "
+                       "(a string like vault_token), not a value or a template")
+    assert str(var) not in message and VALUE not in message
 
 
 # ---- values from each source ----
@@ -133,6 +144,43 @@ def test_an_error_of_our_own_gets_the_secret_and_source_in_front():
     with pytest.raises(SecretsError) as err:
         resolve(defs, fetch)
     assert str(err.value) == "secret a (source hashi_vault, path p, field f): the lookup returned nothing"
+
+
+# A value that looks like a variable name (VALUE_AS_NAME) passes validation and is then undefined.
+VALUE_AS_NAME = "tok_Qm4Zr8Lx2Wp6"
+
+
+def test_an_undefined_var_is_not_named_when_it_may_be_a_rendered_value():
+    defs = validate_definitions([{"name": "a"}, {"name": "b", "var": VALUE_AS_NAME}])
+
+    def fetch(definition):
+        if definition["name"] == "a":
+            return VALUE
+        raise RuntimeError("'%s' is undefined (with %s)" % (definition["var"], VALUE))
+
+    with pytest.raises(SecretsError) as err:
+        resolve(defs, fetch)
+    message = str(err.value)
+    assert message.startswith("secret b (source vault, the variable its var names) could not be read: RuntimeError: ")
+    assert VALUE_AS_NAME not in message and VALUE not in message and "'********' is undefined" in message
+
+
+def test_an_error_of_our_own_about_a_var_is_scrubbed_of_it():
+    defs = validate_definitions([{"name": "b", "var": VALUE_AS_NAME}])
+
+    def fetch(definition):
+        return vault_value(definition, None)  # "secret b (source vault, variable <var>) has no value"
+
+    with pytest.raises(SecretsError) as err:
+        resolve(defs, fetch)
+    assert str(err.value) == "secret b (source vault, variable ********) has no value"
+
+    def fetch_bare(definition):
+        raise SecretsError("%s went wrong" % definition["var"])
+
+    with pytest.raises(SecretsError) as err:
+        resolve(defs, fetch_bare)
+    assert str(err.value) == "secret b (source vault, the variable its var names): ******** went wrong"
 
 
 def test_scrub_masks_the_longest_value_first():
