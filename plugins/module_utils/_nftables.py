@@ -26,11 +26,14 @@ change together with the ruleset it applied)::
     <family>-<table>.<token>.revert.sh        run confirm_timeout s after the apply by a transient systemd timer
     <family>-<table>.<token>.applied          "applied <epoch>" or "failed <epoch>" (+ .apply.err)
     <family>-<table>.<token>.reverted         "restored <epoch>" or "deleted <epoch>" after a revert
+    <family>-<table>.<token>.confirmed        JSON: the confirm's answer, kept until the next arm, so that a
+                                              confirm whose answer was lost is answered again when retried
 
 The apply runs a moment after the module has returned, in a systemd unit, so that even a ruleset that drops
 the established SSH session cannot keep the module's answer from the controller or leave the change half
 done. The controller then opens a NEW connection and confirms; the revert script restores the backup unless
-the confirm removed the pending file first (both under the lock, so exactly one of them wins).
+the confirm removed the pending file first (both under the lock, so exactly one of them wins). While a change
+is pending, the module neither changes the table nor reports it as it is (``refuse_pending``): it may revert.
 
 Standard library only.
 """
@@ -286,7 +289,7 @@ def change_paths(state_dir, family, table, token):
     paths = {"lock": key + ".lock", "pending": key + ".pending"}
     for name, suffix in (("backup", "backup.nft"), ("new", "new.nft"), ("apply_sh", "apply.sh"),
                          ("revert_sh", "revert.sh"), ("applied", "applied"), ("apply_err", "apply.err"),
-                         ("reverted", "reverted")):
+                         ("reverted", "reverted"), ("confirmed", "confirmed")):
         paths[name] = "%s.%s.%s" % (key, token, suffix)
     return paths
 
@@ -383,10 +386,16 @@ class Table(object):
     # ----- changing without confirm
 
     def apply(self, content):
-        """Replace (content) or remove (None) the table in one transaction."""
+        """Replace (content) or remove (None) the table in one transaction, under the lock of the commit-confirmed
+        scripts; refused while a commit-confirmed change is pending."""
         script = absent_script(self.family, self.table) if content is None else \
             replace_script(self.family, self.table, content)
-        rc, _out, err = self._with_script(script, lambda p: self.run([self.nft, "-f", p], timeout=60))
+        lock = self._lock()
+        try:
+            self.refuse_pending()
+            rc, _out, err = self._with_script(script, lambda p: self.run([self.nft, "-f", p], timeout=60))
+        finally:
+            lock.close()
         if rc != 0:
             raise NftError("nft -f failed: %s" % err.strip())
 
@@ -403,6 +412,33 @@ class Table(object):
         text = _read(os.path.join(self.state_dir, "%s-%s.pending" % (self.family, self.table)))
         return json.loads(text) if text else None
 
+    def pending_message(self):
+        """Why the table must not be changed or reported as it is now (a change still waits for its confirm and
+        may revert), or None."""
+        waiting = self.pending()
+        if not waiting:
+            return None
+        token = waiting.get("token")
+        return ("table %s %s: a commit-confirmed change (token %s, systemd timer %s) is pending until %s (it reverts "
+                "by itself unless confirmed); re-run after it has reverted or been confirmed"
+                % (self.family, self.table, token, REVERT_UNIT % token,
+                   time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(waiting.get("revert_at", 0)))))
+
+    def refuse_pending(self):
+        message = self.pending_message()
+        if message:
+            raise NftError(message)
+
+    def _forget_confirmed(self):
+        """Remove the answers of changes confirmed earlier (kept for a retried confirm; see ``_outcome``)."""
+        marker = re.compile(re.escape("%s-%s." % (self.family, self.table)) + r"[0-9a-f]{12}\.confirmed$")
+        for name in os.listdir(self.state_dir):
+            if marker.match(name):
+                try:
+                    os.unlink(os.path.join(self.state_dir, name))
+                except OSError:
+                    pass
+
     def arm(self, content, current, timeout, now=None):
         """Save the table as it is, schedule the apply of ``content`` (None: absent) in APPLY_DELAY s and the
         revert ``timeout`` s after that. Returns the change's record (token, apply_at, revert_at, now)."""
@@ -410,12 +446,8 @@ class Table(object):
             raise NftError("confirm_timeout must be 0 (no confirm) or at least %d s, got %d" % (MIN_CONFIRM_TIMEOUT, timeout))
         lock = self._lock()
         try:
-            waiting = self.pending()
-            if waiting:
-                raise NftError("an earlier change of table %s %s still waits for its confirm (token %s): it is "
-                               "reverted at %s unless confirmed; run again after that"
-                               % (self.family, self.table, waiting.get("token"),
-                                  time.strftime("%H:%M:%S", time.gmtime(waiting.get("revert_at", 0)))))
+            self.refuse_pending()
+            self._forget_confirmed()
             token = uuid.uuid4().hex[:12]
             paths = change_paths(self.state_dir, self.family, self.table, token)
             backup = absent_script(self.family, self.table)
@@ -495,9 +527,13 @@ class Table(object):
     def _settle(self, token, paths, waiting, applied, applied_at, wait_apply):
         """Under the lock, with the change still pending: confirm it, or cancel it when its apply failed."""
         error = (_read(paths["apply_err"]) or "").strip()
-        self._cancel(token, paths)
         if applied == "applied":
-            return {"confirmed": True, "applied_at": applied_at, "revert_at": waiting["revert_at"]}
+            answer = {"confirmed": True, "applied_at": applied_at, "revert_at": waiting["revert_at"]}
+            # Written before the pending file goes: a retry whose first answer was lost gets the same answer.
+            _write(paths["confirmed"], json.dumps(answer))
+            self._cancel(token, paths, keep=("confirmed",))
+            return answer
+        self._cancel(token, paths)
         if applied is None:
             raise NftError("the scheduled apply of table %s %s did not run within %d s of its time (systemd timer "
                            "%s); nothing changed" % (self.family, self.table, int(wait_apply), APPLY_UNIT % token))
@@ -507,6 +543,9 @@ class Table(object):
         outcome, reverted_at = parse_marker(_read(paths["reverted"]))
         applied, applied_at = parse_marker(_read(paths["applied"]))
         if outcome is None:
+            answer = _read(paths["confirmed"])
+            if answer:
+                return json.loads(answer)  # confirmed by an earlier call whose answer did not reach the controller
             raise NftError("no pending change of table %s %s with token %s (confirmed earlier, or the device "
                            "rebooted)" % (self.family, self.table, token))
         self._cancel(token, paths)

@@ -33,6 +33,9 @@ description:
     NEW connection and confirms, which cancels the restore. If no new login gets through in time, the device
     restores the previous table by itself; the action plugin waits for that, checks that it can log in again,
     and fails with RV(reverted=true) and a message saying so.
+  - While a commit-confirmed change is pending on the device (say an earlier run was interrupted before its
+    confirm), the module fails naming it and the time it reverts, rather than report or change a table that may
+    still revert (in check mode it only warns).
   - O(state=absent) removes the table (also commit-confirmed when O(confirm_timeout) is set).
 options:
   table:
@@ -238,6 +241,14 @@ def main():
         if params["confirm_timeout"] and params["_phase"] != "arm" and not module.check_mode:
             module.fail_json(msg="confirm_timeout needs the collection's action plugin (call the module as "
                                  "edgeops.fleet.nftables)", **result)
+        # A change armed earlier (by a run interrupted before its confirm, say) still reverts by itself: reporting
+        # the live table as it is, or changing it, now would be undone by that revert (or persist an unconfirmed
+        # ruleset). Only this change's own confirm phase (above) may go on.
+        waiting = table.pending_message()
+        if waiting and not module.check_mode:
+            module.fail_json(msg=waiting, **result)
+        if waiting:
+            module.warn(waiting)
         content = None
         desired = None
         if state == "present":

@@ -12,6 +12,7 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import fcntl
 import json
 import os
 import subprocess
@@ -232,11 +233,28 @@ def test_confirm_after_apply_cancels_the_revert(device):
     outcome = table.confirm(record["token"])
     assert outcome["confirmed"] and outcome["revert_at"] == record["revert_at"]
     assert ["systemctl", "stop", "edgeops-nft-revert-%s.timer" % record["token"]] in rec.calls
-    assert sorted(os.listdir(str(device / "state"))) == ["inet-t.lock"]
+    # Only the confirm's answer is kept, for a retry (see the next test).
+    assert sorted(os.listdir(str(device / "state"))) == ["inet-t.%s.confirmed" % record["token"], "inet-t.lock"]
     # It gets the lock after the confirm, finds nothing pending and does nothing.
     before = list(nft_log(device))
     assert run_script(late_revert).returncode == 0
     assert nft_log(device) == before
+
+
+def test_a_confirm_whose_answer_was_lost_is_answered_again_when_retried(device):
+    table, _rec, record, paths = arm(device)
+    run_script(paths["apply_sh"])
+    first = table.confirm(record["token"])
+    # The answer never reached the controller, which retries over another new connection.
+    assert table.confirm(record["token"]) == first == {"confirmed": True, "applied_at": first["applied_at"],
+                                                        "revert_at": record["revert_at"]}
+    # The next change forgets the answer (this table's only).
+    other = device / "state" / ("inet-t2.%s.confirmed" % record["token"])
+    other.write_text("{}")
+    table.arm("table inet t { }\n", None, 20)
+    assert not os.path.exists(paths["confirmed"]) and other.exists()
+    with pytest.raises(n.NftError, match="no pending change"):
+        table.confirm(record["token"])
 
 
 def test_revert_restores_the_backup_and_a_late_confirm_reports_it(device):
@@ -280,8 +298,31 @@ def test_an_apply_that_never_ran_is_reported(device):
 
 def test_a_second_change_waits_for_the_first(device):
     table, _rec, _record, _paths = arm(device)
-    with pytest.raises(n.NftError, match="still waits for its confirm"):
+    with pytest.raises(n.NftError, match="table inet t: a commit-confirmed change .* is pending until"):
         table.arm("table inet t { }\n", None, 20)
+
+
+def test_apply_takes_the_lock_and_is_refused_while_a_change_is_pending(device):
+    state = device / "state"
+    lock_path = str(state / "inet-t.lock")
+
+    def run(argv, data=None, timeout=60):
+        with open(lock_path) as other:  # another open file: flock conflicts with the module's
+            with pytest.raises(BlockingIOError):
+                fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return Recorder()(argv, data, timeout)
+    n.Table("inet", "t", nft="nft", run=run, state_dir=str(state)).apply("table inet t { }\n")
+    assert nft_log(device)[-1].startswith("-f ")
+
+    table, _rec, record, _paths = arm(device)
+    before = list(nft_log(device))
+    message = ("table inet t: a commit-confirmed change (token %s, systemd timer edgeops-nft-revert-%s) is pending "
+               "until 1970-01-01 00:17:02 UTC (it reverts by itself unless confirmed); re-run after it has reverted or "
+               "been confirmed") % (record["token"], record["token"])
+    assert table.pending_message() == message  # revert_at: 1000 + APPLY_DELAY + 20
+    with pytest.raises(n.NftError, match="is pending until"):
+        table.apply("table inet t { }\n")
+    assert nft_log(device) == before
 
 
 def test_confirm_timeout_below_the_minimum_is_refused(device):
@@ -296,6 +337,75 @@ def test_a_malformed_token_is_refused(device):
         table.confirm("../../etc/passwd")
 
 
+# ---- the module, with a change still pending on the device ----------------------------------
+
+NEW_LISTING = "table inet t {\n\tchain input {\n\t}\n}\n"
+
+
+class FakeDevice(object):
+    """nft, unshare and systemd as the module sees them (nothing runs): the live table is ``live``, the content
+    loads as ``NEW_LISTING`` and ``nft -f`` is recorded."""
+
+    def __init__(self, live):
+        self.live = live
+        self.loaded = []
+
+    def __call__(self, argv, data=None, timeout=60):
+        if argv[0] == "unshare":
+            return 0, NEW_LISTING, ""
+        if argv[1:3] == ["-s", "list"]:
+            return (0, self.live, "") if self.live is not None else (1, "", "Error: No such file or directory")
+        if argv[1:2] == ["-f"]:
+            self.loaded.append(argv[2])
+        return 0, "", ""
+
+
+def run_module(monkeypatch, capsys, device, fake, **args):
+    from ansible.module_utils.testing import patch_module_args
+    from ansible_collections.edgeops.fleet.plugins.modules import nftables as module
+
+    table_class = n.Table
+    monkeypatch.setattr(n, "Table", lambda family, table, nft, run: table_class(
+        family, table, nft=nft, run=fake, state_dir=str(device / "state")))
+    with patch_module_args(dict(args, table="t", family="inet")), pytest.raises(SystemExit):
+        module.main()
+    return json.loads(capsys.readouterr().out)
+
+
+@pytest.mark.parametrize("phase, confirm_timeout", [("run", 0), ("arm", 20)])
+def test_a_rerun_while_a_change_is_pending_fails_naming_it(device, monkeypatch, capsys, phase, confirm_timeout):
+    # The first run armed the change and was interrupted before its confirm; the apply timer has run.
+    _table, _rec, record, _paths = arm(device, content="table inet t { chain input { } }\n")
+    fake = FakeDevice(live=NEW_LISTING)
+    result = run_module(monkeypatch, capsys, device, fake, content="table inet t { chain input { } }\n",
+                        confirm_timeout=confirm_timeout, _phase=phase)
+    assert result["failed"] and not result["changed"] and not fake.loaded
+    assert result["msg"].startswith("table inet t: a commit-confirmed change (token %s, systemd timer "
+                                    "edgeops-nft-revert-%s) is pending until " % (record["token"], record["token"]))
+    assert "re-run after it has reverted or been confirmed" in result["msg"]
+
+
+def test_check_mode_only_warns_about_a_pending_change(device, monkeypatch, capsys):
+    from ansible.module_utils.basic import AnsibleModule
+
+    warnings = []  # recorded here: where module.warn sends them depends on what else the test run imported
+    monkeypatch.setattr(AnsibleModule, "warn", lambda self, warning: warnings.append(warning))
+    arm(device, content="table inet t { chain input { } }\n")
+    result = run_module(monkeypatch, capsys, device, FakeDevice(live=NEW_LISTING),
+                        content="table inet t { chain input { } }\n", _ansible_check_mode=True)
+    assert not result.get("failed") and not result["changed"]
+    assert len(warnings) == 1 and "is pending until" in warnings[0]
+
+
+def test_the_confirm_phase_of_the_pending_change_still_runs(device, monkeypatch, capsys):
+    _table, _rec, record, paths = arm(device, content="table inet t { chain input { } }\n")
+    run_script(paths["apply_sh"])
+    result = run_module(monkeypatch, capsys, device, FakeDevice(live=NEW_LISTING), _phase="confirm",
+                        _change=record["token"])
+    assert not result.get("failed") and result["confirmed"] and not result["reverted"]
+    assert result["revert_at"] == record["revert_at"] and result["listing"] == NEW_LISTING
+
+
 # ---- the real nft, in a throwaway network namespace ----------------------------------------
 
 def _netns_nft():
@@ -307,12 +417,12 @@ def _netns_nft():
 
 
 NETNS_SCRIPT = textwrap.dedent("""
-    import json, sys
+    import json, sys, tempfile
     sys.path.insert(0, sys.argv[1])
     from ansible_collections.edgeops.fleet.plugins.module_utils import _nftables as n
     other = "table ip filter {\\n chain FORWARD { type filter hook forward priority filter; policy drop; }\\n}\\n"
     n.default_run(["nft", "-f", "-"], other)
-    t = n.Table("inet", "edgeops_firewall")
+    t = n.Table("inet", "edgeops_firewall", state_dir=tempfile.mkdtemp())
     content = sys.stdin.read()
     out = {}
     t.validate(content)
