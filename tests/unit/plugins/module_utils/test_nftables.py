@@ -246,8 +246,8 @@ def test_a_confirm_whose_answer_was_lost_is_answered_again_when_retried(device):
     run_script(paths["apply_sh"])
     first = table.confirm(record["token"])
     # The answer never reached the controller, which retries over another new connection.
-    assert table.confirm(record["token"]) == first == {"confirmed": True, "applied_at": first["applied_at"],
-                                                        "revert_at": record["revert_at"]}
+    expected = {"confirmed": True, "applied_at": first["applied_at"], "revert_at": record["revert_at"]}
+    assert table.confirm(record["token"]) == first == expected
     # The next change forgets the answer (this table's only).
     other = device / "state" / ("inet-t2.%s.confirmed" % record["token"])
     other.write_text("{}")
