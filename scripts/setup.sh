@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Install everything edgeops.fleet needs on a Debian machine (run as root), idempotently:
-#   - Debian packages: Docker Engine (docker.io), debootstrap, ssh client, python3-venv;
+#   - Debian packages: Docker Engine (docker.io), debootstrap, ssh client, python3-venv, and the programs
+#     the tests run on this machine (nft from nftables and unshare from util-linux for the unit tests that
+#     load tables into the real nft in a network namespace: without them those tests skip, or fail with CI=true);
 #   - a Docker Engine that answers (started by hand when no service manager runs);
 #   - the pinned Python tools in .venv/ (ansible 12.3 with its bundled collections, molecule, ...).
 # Source it or run it; afterwards use .venv/bin/ansible-playbook (or `. .venv/bin/activate`).
@@ -16,6 +18,8 @@ command -v debootstrap >/dev/null || need_pkgs+=(debootstrap)
 command -v ssh >/dev/null || need_pkgs+=(openssh-client)
 command -v git >/dev/null || need_pkgs+=(git)
 command -v skopeo >/dev/null || need_pkgs+=(skopeo)
+command -v nft >/dev/null || need_pkgs+=(nftables)
+command -v unshare >/dev/null || need_pkgs+=(util-linux)
 python3 -c 'import ensurepip, venv' 2>/dev/null || need_pkgs+=(python3-venv)
 if [ "${#need_pkgs[@]}" -gt 0 ]; then
   log "Installing Debian packages: ${need_pkgs[*]}"
@@ -54,4 +58,5 @@ if [ "$(cat .venv/.edgeops-stamp 2>/dev/null)" != "$stamp" ]; then
   .venv/bin/pip install -q -r requirements.txt -c constraints.txt
   echo "$stamp" > .venv/.edgeops-stamp
 fi
-log "Ready: $(.venv/bin/ansible --version | head -1), $(docker version --format 'Docker Engine {{.Server.Version}}')"
+# (sed reads all of ansible's output: `head -1` closing the pipe early made ansible print a BrokenPipeError.)
+log "Ready: $(.venv/bin/ansible --version | sed -n 1p), $(docker version --format 'Docker Engine {{.Server.Version}}')"

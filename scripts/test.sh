@@ -3,67 +3,79 @@
 # then unit tests, changelog lint, ansible-lint (production profile), ansible-test sanity, the
 # molecule scenarios on lab devices, and the integration tests against a real lab.
 # Every step runs even when an earlier one failed; the last line counts them.
+#
+# What each step costs is kept: .suite/last/ (the run before: .suite/previous/) holds every step's full
+# output (logs/<step>.log), the pytest steps' junit files (junit/<step>.xml) and the times (timings.tsv,
+# measured on a monotonic clock). The run ends with the table of `python benchmarks/suite_cost.py`, which
+# prints it again from those files at any time (--compare .suite/previous: both runs side by side).
+#
+# Environment:
+#   EDGEOPS_SUITE_ONLY="unit molecule-bastion"  run only these entries (names as in the lists below)
+#   EDGEOPS_PARALLEL_LABS=0                     the lab streams one after the other instead of side by side
+#   EDGEOPS_SUITE_DIR=<dir>                     where last/ and previous/ go (default .suite)
+#
+# shellcheck disable=SC2317  # the entries' functions are called indirectly (run_entry)
+# shellcheck disable=SC2034  # the stream lists are read through namerefs (local -n)
 set -uo pipefail
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-cd "$repo"
-bash scripts/setup.sh || { echo "setup failed"; echo "0 passed, 1 failed"; exit 1; }
-export PATH="$repo/.venv/bin:$PATH" ANSIBLE_FORCE_COLOR=0 PY_COLORS=0 NO_COLOR=1
+cd "$repo" || exit 2
 
-passed=0; failed=0; failed_steps=()
-record() {  # record <step name> <exit code> <seconds>
-  if [ "$2" -eq 0 ]; then
-    passed=$((passed + 1)); printf -- '-------- %s: PASSED (%ss)\n' "$1" "$3"
-  else
-    failed=$((failed + 1)); failed_steps+=("$1"); printf -- '-------- %s: FAILED (%ss)\n' "$1" "$3"
-  fi
+# ---------------------------------------------------------------------------------------------------------
+# The suite, as data. An entry is "<name>=<function or command> <args...>": the name (no spaces, unique) is
+# what EDGEOPS_SUITE_ONLY selects and what the logs and the table are called; the command and its arguments are
+# split on whitespace (no quoting; an entry may go on over several lines).
+
+# Steps without a lab, one after the other, their output shown as it comes. (suite-lists: the check below.)
+checks=(
+  "suite-lists=check_suite_lists"
+  "unit=unit_tests"
+  "changelog-lint=antsibull-changelog lint"
+  "ansible-lint=ansible-lint"
+  "sanity=sanity"
+)
+
+# The lab steps in streams: each stream runs its entries one after the other, the streams run side by side
+# (each entry brings up labs of its own: names, ports), and every entry's output is printed whole when all
+# streams are done. The lab steps spend most of their time waiting (boots, apt, soaks, timers), so two
+# streams take about as long as the longer one on a 2-CPU machine. To re-balance, move entries between the
+# lists (the table at the end gives every entry's time); for another stream, add lab_stream_3 and name it in
+# lab_streams. Every molecule scenario and tests/integration module must be in exactly one entry (the
+# suite-lists step checks it, first).
+lab_stream_1=(
+  "molecule-base_os=molecule_scenario base_os"
+  "molecule-bastion=molecule_scenario bastion"
+  "molecule-docker_engine=molecule_scenario docker_engine"
+  "molecule-firewall=molecule_scenario firewall"
+  "molecule-generations=molecule_scenario generations"
+  "molecule-registry=molecule_scenario registry"
+  "molecule-secrets=molecule_scenario secrets"
+  "molecule-workloads=molecule_scenario workloads"
+  "integration-security=pytest_modules tests/integration/test_secrets.py tests/integration/test_firewall_lockout.py"
+)
+lab_stream_2=(
+  "integration-rollout=pytest_modules tests/integration/test_rollout.py"
+  "integration-lab=pytest_modules tests/integration/test_lab_lifecycle.py tests/integration/test_lab_scale_and_input.py
+    tests/integration/test_generations_power_loss.py tests/integration/test_sample_workloads.py
+    tests/integration/test_collection_build.py tests/integration/test_fleet_inventory.py"
+)
+lab_streams=(lab_stream_1 lab_stream_2)
+
+# ---------------------------------------------------------------------------------------------------------
+# What an entry runs.
+
+molecule_scenario() {  # molecule_scenario <scenario>: `molecule test` of one scenario
+  molecule test -s "$1"
 }
 
-step() {
-  local name=$1; shift
-  printf '\n======== %s ========\n' "$name"
-  local start=$SECONDS rc=0
-  "$@" || rc=$?
-  record "$name" "$rc" $((SECONDS - start))
+pytest_modules() {  # pytest_modules <test files or directories...>: one pytest process, junit into the run dir
+  # junit: xunit1 names each testcase's file; a testcase's time is setup + call + teardown (a module-scoped
+  # fixture's lab is counted in the test that set it up or tore it down), so a module's time is its sum.
+  python -m pytest -v -p no:cacheprovider --durations=0 --durations-min=10 \
+    -o junit_family=xunit1 -o junit_duration_report=total -o junit_logging=no \
+    --junitxml="$run_dir/junit/$suite_entry.xml" "$@"
 }
 
-# Two streams of steps at once; each stream runs its steps one after the other, and every step's output is
-# printed whole, with its result and time, when both streams are done. The lab steps spend most of their time
-# waiting (boots, apt, soaks, timers) and each brings up labs of its own (names, ports), so two streams take
-# about as long as the longer one on a 2-CPU machine.
-side_by_side() {  # side_by_side "<name>=<function> ..." "<name>=<function> ..."
-  local dir; dir=$(mktemp -d)
-  local start=$SECONDS stream=0 spec rc secs
-  for spec in "$1" "$2"; do
-    stream=$((stream + 1))
-    (
-      local n=0 entry
-      for entry in $spec; do
-        n=$((n + 1))
-        local t=$SECONDS rc=0
-        "${entry#*=}" >"$dir/$stream.$n.log" 2>&1 || rc=$?
-        echo "$rc $((SECONDS - t))" >"$dir/$stream.$n.result"
-      done
-    ) &
-  done
-  printf '\n(two streams side by side: [%s] and [%s]; outputs follow when both are done)\n' "$1" "$2"
-  wait
-  stream=0
-  for spec in "$1" "$2"; do
-    stream=$((stream + 1))
-    local n=0 entry
-    for entry in $spec; do
-      n=$((n + 1))
-      printf '\n======== %s ========\n' "${entry%%=*}"
-      cat "$dir/$stream.$n.log"
-      read -r rc secs <"$dir/$stream.$n.result"
-      record "${entry%%=*}" "$rc" "$secs"
-    done
-  done
-  printf '(both streams done in %ss)\n' $((SECONDS - start))
-  rm -rf "$dir"
-}
-
-unit() { PYTHONPATH="$repo/collections" python -m pytest -q -p no:cacheprovider tests/unit; }
+unit_tests() { PYTHONPATH="$repo/collections" pytest_modules tests/unit; }
 
 sanity() {
   # ansible-test wants the collection under ansible_collections/<namespace>/<name>.
@@ -78,49 +90,239 @@ sanity() {
   (cd "$tree/ansible_collections/edgeops/fleet" && ansible-test sanity --venv --python "$py" --color no)
   local rc=$?
   rm -rf "$tree"
-  return $rc
+  return "$rc"
 }
 
-molecule_all() {
-  local rc=0 scenario
-  for scenario in molecule/*/molecule.yml; do
-    scenario=$(basename "$(dirname "$scenario")")
-    local start=$SECONDS
-    if molecule test -s "$scenario"; then
-      printf -- '-------- molecule %s: PASSED (%ss)\n' "$scenario" $((SECONDS - start))
-    else
-      rc=1; printf -- '-------- molecule %s: FAILED (%ss)\n' "$scenario" $((SECONDS - start))
+check_suite_lists() {  # every molecule scenario and tests/integration module in exactly one entry
+  local rc=0 list entry word spec words owners
+  declare -A seen=()
+  for list in checks "${lab_streams[@]}"; do
+    local -n entries=$list
+    for entry in "${entries[@]}"; do
+      split_words words "${entry#*=}"
+      case ${words[0]} in
+        molecule_scenario)
+          for word in "${words[@]:1}"; do seen["molecule/$word/molecule.yml"]+=" ${entry%%=*}"; done ;;
+        pytest_modules)
+          for word in "${words[@]:1}"; do
+            if [ -d "$word" ]; then
+              while IFS= read -r spec; do seen[$spec]+=" ${entry%%=*}"; done < <(find "${word%/}" -name 'test_*.py')
+            else
+              seen[$word]+=" ${entry%%=*}"
+            fi
+          done ;;
+      esac
+    done
+    unset -n entries
+  done
+  for spec in molecule/*/molecule.yml tests/integration/test_*.py; do
+    split_words owners "${seen[$spec]:-}"
+    if [ "${#owners[@]}" -ne 1 ]; then
+      rc=1
+      printf 'scripts/test.sh: %s is in %d entries (want exactly one):%s\n' "$spec" "${#owners[@]}" "${seen[$spec]:-}"
     fi
   done
-  return $rc
+  for spec in "${!seen[@]}"; do
+    [ -e "$spec" ] || { rc=1; printf 'scripts/test.sh: an entry names %s, which does not exist:%s\n' "$spec" "${seen[$spec]}"; }
+  done
+  [ "$rc" -ne 0 ] || echo "every molecule scenario and tests/integration module is in exactly one entry"
+  return "$rc"
 }
 
-# The integration tests in two groups of about the same length, so each lab stream takes ~25-30 min.
-integration_pytest() { python -m pytest -v -p no:cacheprovider --durations=0 --durations-min=10 "$@"; }
-integration_security() { integration_pytest tests/integration/test_secrets.py tests/integration/test_firewall_lockout.py; }
-integration_rollout() { integration_pytest tests/integration/test_rollout.py; }
-integration_lab() {
-  integration_pytest tests/integration --ignore=tests/integration/test_rollout.py \
-    --ignore=tests/integration/test_secrets.py --ignore=tests/integration/test_firewall_lockout.py
+# ---------------------------------------------------------------------------------------------------------
+# Running and timing entries. Times come from /proc/uptime (monotonic, centiseconds): the wall clock of
+# these machines can jump (once back by ~50 minutes in the middle of a run), so never $SECONDS or date.
+
+now_cs() {  # now_cs <variable>: sets it to the monotonic time in centiseconds
+  local up _rest
+  read -r up _rest </proc/uptime
+  printf -v "$1" '%d' "$((10#${up%.*} * 100 + 10#${up#*.}))"
+}
+fmt_cs() { printf '%d.%02d' "$(($1 / 100))" "$(($1 % 100))"; }
+split_words() {  # split_words <array variable> <text>: the words of the text (spaces, tabs, newlines)
+  local -n _words=$1
+  _words=()
+  read -d '' -ra _words <<<"$2" || true
 }
 
-step "unit tests" unit
-step "changelog lint" antsibull-changelog lint
-step "ansible-lint (production)" ansible-lint
-step "ansible-test sanity" sanity
-# The lab steps run in two streams side by side (EDGEOPS_PARALLEL_LABS=0: one after the other). Names have
-# no spaces: the stream lists are split on them.
-if [ "${EDGEOPS_PARALLEL_LABS:-1}" = 1 ]; then
-  side_by_side "molecule=molecule_all integration-security=integration_security" \
-               "integration-rollout=integration_rollout integration-lab=integration_lab"
-else
-  step "molecule" molecule_all
-  step "integration-lab" integration_lab
-  step "integration-security" integration_security
-  step "integration-rollout" integration_rollout
-fi
+passed=0; failed=0; failed_steps=()
+record() {  # record <name> <exit code> <centiseconds> <stream (0: none)> <command>
+  local secs words; secs=$(fmt_cs "$3")
+  split_words words "$5"
+  if [ "$2" -eq 0 ]; then
+    passed=$((passed + 1)); printf -- '-------- %s: PASSED (%ss)\n' "$1" "$secs"
+    printf 'step\t%s\t%s\tpassed\t%s\t%s\n' "$1" "$secs" "$4" "${words[*]}" >>"$timings"
+  else
+    failed=$((failed + 1)); failed_steps+=("$1"); printf -- '-------- %s: FAILED (%ss)\n' "$1" "$secs"
+    printf 'step\t%s\t%s\tfailed (exit %s)\t%s\t%s\n' "$1" "$secs" "$2" "$4" "${words[*]}" >>"$timings"
+  fi
+}
 
-echo
-[ "$failed" -eq 0 ] || printf 'failed steps: %s\n' "${failed_steps[*]}"
-echo "$passed passed, $failed failed"
-[ "$failed" -eq 0 ]
+run_entry() {  # run_entry <entry>: its command, with suite_entry set to its name; returns the command's status
+  local words
+  split_words words "${1#*=}"
+  suite_entry=${1%%=*}
+  "${words[@]}"
+}
+
+# Every entry: a unique name without spaces, then a command. EDGEOPS_SUITE_ONLY: the entries to run (all when
+# empty); a name that is no entry is an error, not a run of nothing.
+declare -A known=() only=()
+for list in checks "${lab_streams[@]}"; do
+  declare -n entries=$list
+  for entry in "${entries[@]}"; do
+    name=${entry%%=*}
+    if [ "$name" = "$entry" ] || [ -z "$name" ] || [[ "$name" =~ [[:space:]] ]] || [ -n "${known[$name]:-}" ]; then
+      printf 'scripts/test.sh: bad entry in %s (want a unique "<name>=<command> <args>"): %s\n' "$list" "$entry" >&2
+      echo "0 passed, 1 failed"; exit 2
+    fi
+    known[$name]=1
+  done
+  unset -n entries
+done
+only_names=(); split_words only_names "${EDGEOPS_SUITE_ONLY:-}"
+for name in "${only_names[@]}"; do
+  if [ -z "${known[$name]:-}" ]; then
+    printf 'EDGEOPS_SUITE_ONLY: no entry is named %s; the entries: %s\n' "$name" \
+      "$(printf '%s\n' "${!known[@]}" | sort | tr '\n' ' ')" >&2
+    echo "0 passed, 1 failed"; exit 2
+  fi
+  only[$name]=1
+done
+suite_start=0; now_cs suite_start
+suite_root=${EDGEOPS_SUITE_DIR:-$repo/.suite}
+run_dir=$suite_root/last
+mkdir -p "$suite_root"
+rm -rf "$suite_root/previous"
+[ ! -d "$run_dir" ] || mv "$run_dir" "$suite_root/previous"
+mkdir -p "$run_dir/logs" "$run_dir/junit"
+timings=$run_dir/timings.tsv
+printf '# kind\tname\tseconds\tresult\tstream\tcommand\n' >"$timings"
+printf 'info\tstarted\t\t%s\t\t%s\n' "$(date -u '+%Y-%m-%dT%H:%M:%SZ')" \
+  "$(nproc) CPUs, load $(cut -d' ' -f1-3 /proc/loadavg)" >>"$timings"
+
+[ "${#only[@]}" -eq 0 ] || printf 'selection\tEDGEOPS_SUITE_ONLY\t\t%s\t\t\n' "${only_names[*]}" >>"$timings"
+selected() { [ "${#only[@]}" -eq 0 ] || [ -n "${only[${1%%=*}]:-}" ]; }
+
+finish() {  # the table, the failed steps and the count; exits 0 when every step passed
+  local end compare=()
+  now_cs end
+  printf 'total\tscripts/test.sh\t%s\t%s passed, %s failed\t\t\n' "$(fmt_cs $((end - suite_start)))" "$passed" \
+    "$failed" >>"$timings"
+  printf 'info\tfinished\t\t%s\t\t%s\n' "$(date -u '+%Y-%m-%dT%H:%M:%SZ')" \
+    "load $(cut -d' ' -f1-3 /proc/loadavg)" >>"$timings"
+  echo
+  # (from the repository, with the paths as suite_cost.py's defaults: the same table as it prints)
+  [ ! -f "$suite_root/previous/timings.tsv" ] || compare=(--compare "${suite_root#"$repo"/}/previous")
+  python3 benchmarks/suite_cost.py --dir "${run_dir#"$repo"/}" "${compare[@]}" \
+    || echo "(benchmarks/suite_cost.py could not print the table; the times are in $timings)"
+  echo
+  [ "$failed" -eq 0 ] || printf 'failed steps: %s\n' "${failed_steps[*]}"
+  echo "$passed passed, $failed failed"
+  [ "$failed" -eq 0 ]
+  exit
+}
+
+step() {  # step <entry> [stream]: one entry on its own, output shown as it comes and kept in the run dir
+  local name=${1%%=*} start end rc
+  printf '\n======== %s ========\n' "$name"
+  now_cs start
+  run_entry "$1" 2>&1 | tee "$run_dir/logs/$name.log"
+  rc=${PIPESTATUS[0]}
+  now_cs end
+  record "$name" "$rc" $((end - start)) "${2:-0}" "${1#*=}"
+}
+
+# The streams (arguments: names of arrays of entries) at once; each runs its selected entries one after the
+# other. A line per entry is printed when it ends; every entry's output, result and time are printed whole,
+# stream by stream, when all streams are done. EDGEOPS_PARALLEL_LABS=0: one stream after the other instead.
+run_streams() {  # run_streams <array name>...
+  local status start end k=0 list entry n rc cs any=0 names
+  for list in "$@"; do  # nothing selected (EDGEOPS_SUITE_ONLY): nothing to say
+    local -n entries=$list
+    for entry in "${entries[@]}"; do selected "$entry" && any=1; done
+    unset -n entries
+  done
+  [ "$any" -eq 1 ] || return 0
+  status=$(mktemp -d)
+  now_cs start
+  if [ "${EDGEOPS_PARALLEL_LABS:-1}" = 1 ]; then
+    printf '\n(%d streams side by side; every output follows when all are done)\n' "$#"
+  fi
+  for list in "$@"; do
+    k=$((k + 1))
+    local -n entries=$list
+    names=()
+    for entry in "${entries[@]}"; do selected "$entry" && names+=("${entry%%=*}"); done
+    if [ "${EDGEOPS_PARALLEL_LABS:-1}" != 1 ]; then  # one after the other, output as it comes
+      local t0 t1
+      now_cs t0
+      for entry in "${entries[@]}"; do selected "$entry" && step "$entry" "$k"; done
+      now_cs t1
+      [ "${#names[@]}" -eq 0 ] || printf 'stream\tstream %d\t%s\t%d entries, one stream after the other\t%d\t%s\n' \
+        "$k" "$(fmt_cs $((t1 - t0)))" "${#names[@]}" "$k" "${names[*]}" >>"$timings"
+      unset -n entries
+      continue
+    fi
+    printf '  stream %d: %s\n' "$k" "${names[*]:-(nothing selected)}"
+    (
+      n=0
+      for entry in "${entries[@]}"; do
+        selected "$entry" || continue
+        local t0 t1
+        n=$((n + 1)); rc=0
+        now_cs t0
+        run_entry "$entry" >"$run_dir/logs/${entry%%=*}.log" 2>&1 </dev/null || rc=$?
+        now_cs t1
+        echo "$rc $((t1 - t0))" >"$status/$k.$n"
+        printf '  (stream %d) %s: %s (%ss)\n' "$k" "${entry%%=*}" "$([ "$rc" -eq 0 ] && echo PASSED || echo FAILED)" \
+          "$(fmt_cs $((t1 - t0)))"
+      done
+      now_cs t1
+      echo "$((t1 - start))" >"$status/$k.total"
+    ) &
+    unset -n entries
+  done
+  wait
+  now_cs end
+  if [ "${EDGEOPS_PARALLEL_LABS:-1}" = 1 ]; then
+    k=0
+    for list in "$@"; do
+      k=$((k + 1))
+      local -n entries=$list
+      n=0; names=()
+      for entry in "${entries[@]}"; do
+        selected "$entry" || continue
+        n=$((n + 1)); names+=("${entry%%=*}")
+        printf '\n======== %s ========\n' "${entry%%=*}"
+        cat "$run_dir/logs/${entry%%=*}.log"
+        if read -r rc cs 2>/dev/null <"$status/$k.$n"; then
+          record "${entry%%=*}" "$rc" "$cs" "$k" "${entry#*=}"
+        else
+          record "${entry%%=*}" 1 0 "$k" "${entry#*=}"  # its stream ended before it did
+        fi
+      done
+      unset -n entries
+      read -r cs 2>/dev/null <"$status/$k.total" || cs=$((end - start))
+      [ "${#names[@]}" -eq 0 ] || printf 'stream\tstream %d\t%s\t%d entries\t%d\t%s\n' "$k" "$(fmt_cs "$cs")" \
+        "${#names[@]}" "$k" "${names[*]}" >>"$timings"
+    done
+    printf 'parallel\t%d streams side by side\t%s\t\t\t\n' "$#" "$(fmt_cs $((end - start)))" >>"$timings"
+    printf '\n(all streams done in %ss)\n' "$(fmt_cs $((end - start)))"
+  fi
+  rm -rf "$status"
+}
+
+# ---------------------------------------------------------------------------------------------------------
+printf '\n======== setup ========\n'
+now_cs t0
+bash scripts/setup.sh 2>&1 | tee "$run_dir/logs/setup.log"
+rc=${PIPESTATUS[0]}
+now_cs t1
+record setup "$rc" $((t1 - t0)) 0 "bash scripts/setup.sh"
+[ "$rc" -eq 0 ] || { echo "setup failed"; finish; }
+export PATH="$repo/.venv/bin:$PATH" ANSIBLE_FORCE_COLOR=0 PY_COLORS=0 NO_COLOR=1
+
+for entry in "${checks[@]}"; do selected "$entry" && step "$entry"; done
+run_streams "${lab_streams[@]}"
+finish

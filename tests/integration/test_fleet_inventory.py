@@ -13,10 +13,6 @@ import yaml
 
 from conftest import REPO, ansible
 
-from ansible_collections.edgeops.fleet.plugins.inventory.fleet import reference_vars
-from ansible_collections.edgeops.fleet.plugins.module_utils._fleet import (
-    assign_waves, load_fleet, load_rollout_policy, policy_for_json)
-
 FLEET = {
     "profiles": {"nuc-gpu": {"gpus": 1, "vars": {"edgeops_hw": "nuc13"}}},
     "sites": {"site01": {"bastion": {"host": "203.0.113.10", "user": "jump"}, "registry": "site01-hub:5000"},
@@ -29,6 +25,11 @@ FLEET = {
     },
     "rollout": {"waves": [1, "100%"]},
 }
+
+# FLEET's rollout policy as the plugin publishes it (edgeops_rollout): the waves as written, every default filled in.
+POLICY = {"waves": [["count", 1], ["share", 1.0]], "wave_plan": [1, "100%"], "canary_tag": "canary", "site_cap": 1.0,
+          "salt": "edgeops", "soak": 60, "failure_threshold": 10, "min_executed": 1, "unreachable": "fail",
+          "rollback_switched": True, "confirm_timeout": 300, "environment": "production", "approval_waived": False}
 
 
 def plain(value):
@@ -82,31 +83,50 @@ def test_site_profile_wave_and_policy_variables_are_group_variables(tmp_path):
     site01 = plain(data["site01"]["vars"])
     assert site01["ansible_ssh_common_args"] == "-o ProxyJump=jump@203.0.113.10:22"
     assert site01["registry_address"] == site01["workloads_registry"] == "site01-hub:5000"
-    assert plain(data["profile_nuc_gpu"]["vars"]) == {"edgeops_profile": "nuc-gpu", "edgeops_gpus": 1, "edgeops_hw": "nuc13"}
+    assert plain(data["profile_nuc_gpu"]["vars"]) == {"edgeops_profile": "nuc-gpu", "edgeops_gpus": 1,
+                                                      "edgeops_hw": "nuc13"}
     assert data["wave_0"]["vars"] == {"edgeops_wave": 0}
     policy = plain(data["edge_devices"]["vars"])["edgeops_rollout"]
-    assert policy == policy_for_json(load_rollout_policy(FLEET["rollout"]))
-    assert policy["soak"] == 60 and policy["unreachable"] == "fail" and policy["environment"] == "production"
+    assert policy == POLICY
     for name, hostvars in data["_meta"]["hostvars"].items():
         assert "edgeops_rollout" not in hostvars and "registry_address" not in hostvars, name
         assert sorted(hostvars)[:2] == ["ansible_host", "ansible_port"], name
 
 
 def test_effective_variables_are_the_reference_ones(tmp_path):
-    """ansible-inventory --host (Ansible's own merge of group and host variables) gives reference_vars()."""
+    """ansible-inventory --host (Ansible's own merge of group and host variables) gives every device the variables
+    the plugin documents, later ones winning: edgeops_rollout, the site's vars, the profile's vars, what the
+    plugin derives (site, profile, device) and the device's vars. Names below are used by more than one of them."""
     fleet = json.loads(json.dumps(FLEET))
     fleet["profiles"]["nuc-gpu"]["vars"].update(registry_address="profile-reg", shared="profile", edgeops_wave=7)
     fleet["sites"]["site01"]["vars"] = {"shared": "site", "edgeops_gpus": 5, "ansible_host": "site-host"}
     fleet["devices"]["site01-dev02"]["vars"] = {"shared": "device", "workloads_registry": "device-reg"}
+    site01 = {"edgeops_site": "site01", "edgeops_network": {}, "registry_address": "site01-hub:5000",
+              "workloads_registry": "site01-hub:5000", "ansible_ssh_common_args": "-o ProxyJump=jump@203.0.113.10:22"}
+    expected = {
+        # wave 0: the canary wave (1 device) takes the device tagged canary. Every derived variable beats the
+        # site's and the profile's vars of the same name (ansible_host, edgeops_gpus, registry_address,
+        # edgeops_wave); the profile's vars beat the site's (shared).
+        "site01-dev01": dict(site01, edgeops_rollout=POLICY, shared="profile", edgeops_hw="nuc13",
+                             edgeops_profile="nuc-gpu", edgeops_gpus=1, ansible_host="10.1.0.11", ansible_port=22,
+                             edgeops_tags=["canary"], edgeops_wave=0, edgeops_release=None, edgeops_channel="stable"),
+        # no profile: edgeops_profile None and 0 GPUs (over the site's 5); the device's vars beat everything
+        # (shared, workloads_registry); 100% of the rest is wave 1.
+        "site01-dev02": dict(site01, edgeops_rollout=POLICY, shared="device", workloads_registry="device-reg",
+                             edgeops_profile=None, edgeops_gpus=0, ansible_host="10.1.0.12", ansible_port=22,
+                             edgeops_tags=["line-a"], edgeops_wave=1, edgeops_release=None, edgeops_channel="beta"),
+        # a site without vars or bastion: no ansible_ssh_common_args, and nothing of site01's.
+        "site02-dev01": {"edgeops_rollout": POLICY, "edgeops_site": "site02", "edgeops_network": {},
+                         "registry_address": "site02-hub:5000", "workloads_registry": "site02-hub:5000",
+                         "edgeops_profile": None, "edgeops_gpus": 0, "ansible_host": "10.2.0.11", "ansible_port": 2222,
+                         "edgeops_tags": [], "edgeops_wave": 1, "edgeops_release": None, "edgeops_channel": None},
+    }
     config = write(tmp_path, fleet)
-    loaded = load_fleet(fleet)
-    waves = assign_waves(loaded)
     for name in fleet["devices"]:
-        expected = reference_vars(loaded, waves, name)
         got = plain(inventory("-i", config, "--host", name))
         for internal in ("inventory_file", "inventory_dir"):
             got.pop(internal, None)
-        assert got == expected, name
+        assert got == expected[name], name
 
 
 def test_fleet_values_are_never_templated(tmp_path):
@@ -131,7 +151,8 @@ def test_tagged_yaml_is_read_by_ansibles_loader(tmp_path):
 def test_a_duplicate_key_gets_ansibles_warning(tmp_path):
     config = write(tmp_path, FLEET)
     text = (tmp_path / "fleet.yml").read_text()
-    (tmp_path / "fleet.yml").write_text(text.replace("address: 10.2.0.11", "address: 10.2.0.11\n    address: 10.2.0.99"))
+    (tmp_path / "fleet.yml").write_text(text.replace("address: 10.2.0.11",
+                                                     "address: 10.2.0.11\n    address: 10.2.0.99"))
     run = ansible("ansible-inventory", "-i", config, "--host", "site02-dev01")
     assert run.rc == 0, run.out
     assert "duplicate mapping key 'address'" in run.out and "fleet.yml:" in run.out
@@ -161,9 +182,10 @@ def test_awx_example_source(tmp_path):
     assert plain(data["berlin"]["vars"])["ansible_ssh_common_args"] == "-o ProxyJump=jump@203.0.113.10:22"
     assert "ansible_ssh_common_args" not in data["lyon"].get("vars", {})
     policy = plain(data["edge_devices"]["vars"])["edgeops_rollout"]
-    assert policy == policy_for_json(load_rollout_policy(source["rollout"]))
-    assert policy["wave_plan"] == [1, "50%", "100%"] and policy["unreachable"] == "pause"
-    assert policy["environment"] == "staging" and policy["approval_waived"] is True
+    assert policy == {"waves": [["count", 1], ["share", 0.5], ["share", 1.0]], "wave_plan": [1, "50%", "100%"],
+                      "canary_tag": "canary", "site_cap": 0.67, "salt": "awx-example", "soak": 120,
+                      "failure_threshold": 20, "min_executed": 2, "unreachable": "pause", "rollback_switched": True,
+                      "confirm_timeout": 300, "environment": "staging", "approval_waived": True}
     assert sorted(data["channel_stable"]["hosts"]) == ["berlin-dev01", "berlin-dev02", "lyon-dev01"]
 
 

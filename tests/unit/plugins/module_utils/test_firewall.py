@@ -180,15 +180,8 @@ def test_accepting_egress_and_every_published_port():
     assert "chain workload_egress" not in text
 
 
-def _netns_nft():
-    try:
-        return subprocess.run(["unshare", "--net", "nft", "list", "ruleset"], capture_output=True,
-                              timeout=20, check=False).returncode == 0
-    except (OSError, subprocess.TimeoutExpired):
-        return False
-
-
-@pytest.mark.skipif(not _netns_nft(), reason="needs nft and unshare --net (root)")
+@pytest.mark.requires_tools("nft", "unshare")
+@pytest.mark.requires_netns
 @pytest.mark.parametrize("settings", [
     FULL,
     dict(ssh=False, log_drops=False, allow_ping=False, workload_interfaces=[]),

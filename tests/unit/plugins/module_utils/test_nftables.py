@@ -408,14 +408,6 @@ def test_the_confirm_phase_of_the_pending_change_still_runs(device, monkeypatch,
 
 # ---- the real nft, in a throwaway network namespace ----------------------------------------
 
-def _netns_nft():
-    try:
-        return subprocess.run(["unshare", "--net", "nft", "list", "ruleset"], capture_output=True,
-                              timeout=20, check=False).returncode == 0
-    except (OSError, subprocess.TimeoutExpired):
-        return False
-
-
 NETNS_SCRIPT = textwrap.dedent("""
     import json, sys, tempfile
     sys.path.insert(0, sys.argv[1])
@@ -448,7 +440,8 @@ NETNS_SCRIPT = textwrap.dedent("""
 """)
 
 
-@pytest.mark.skipif(not _netns_nft(), reason="needs nft and unshare --net (root)")
+@pytest.mark.requires_tools("nft", "unshare")
+@pytest.mark.requires_netns
 def test_real_nft_in_a_network_namespace():
     content = textwrap.dedent("""\
         table inet edgeops_firewall {
