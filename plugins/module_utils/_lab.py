@@ -177,9 +177,21 @@ def customize_script(variant="device"):
     return _variant(variant)["script"]
 
 
-def import_changes(variant, digest):
-    """`docker import --change` instructions of a variant, with the recipe label last."""
-    return list(_variant(variant)["changes"]) + ["LABEL org.edgeops.lab.recipe=%s" % digest]
+def recipe_family(variant, packages):
+    """What makes two recipes images of the same kind (variant and package set), as a short digest.
+
+    A build replaces (prunes) only the older images of its own family: a suite or mirror or script change
+    makes the previous image stale, while an image with another package set is another image, not a stale one.
+    """
+    blob = json.dumps({"variant": variant, "packages": sorted(set(_variant(variant)["packages"]) | set(packages))},
+                      sort_keys=True, separators=(",", ":")).encode("utf-8")
+    return hashlib.sha256(blob).hexdigest()[:12]
+
+
+def import_changes(variant, digest, family=None):
+    """`docker import --change` instructions of a variant, with the family and recipe labels last."""
+    family_label = ["LABEL org.edgeops.lab.family=%s" % family] if family else []
+    return list(_variant(variant)["changes"]) + family_label + ["LABEL org.edgeops.lab.recipe=%s" % digest]
 
 
 def _check_int(name, value, low, high):

@@ -22,7 +22,7 @@ WORKLOAD_KEYS = (
 )
 REQUIRED_KEYS = ("image", "digest", "cpus", "memory", "pids")
 MANIFEST_KEYS = ("release", "registry", "workloads", "volumes", "nftables")
-HEALTHCHECK_KEYS = ("test", "interval", "timeout", "retries", "start_period")
+HEALTHCHECK_KEYS = ("test", "interval", "timeout", "retries", "start_period", "start_interval")
 RESTART_POLICIES = ("no", "always", "on-failure", "unless-stopped")
 # Capabilities a workload may add back; the rest (SYS_ADMIN, NET_ADMIN, ...) would defeat containment.
 ALLOWED_CAP_ADD = ("CHOWN", "FOWNER", "FSETID", "KILL", "NET_BIND_SERVICE", "NET_RAW", "SETGID", "SETUID", "SYS_NICE")
@@ -79,7 +79,7 @@ def image_reference(registry, image, digest):
 
 def _healthcheck(value, where):
     if not isinstance(value, dict):
-        _fail(where, "must be a mapping with test (and interval, timeout, retries, start_period)")
+        _fail(where, "must be a mapping with test (and interval, timeout, retries, start_period, start_interval)")
     bad = sorted(set(value) - set(HEALTHCHECK_KEYS))
     if bad:
         _fail(where, "unknown key(s) %s (allowed: %s)" % (", ".join(bad), ", ".join(HEALTHCHECK_KEYS)))
@@ -94,6 +94,12 @@ def _healthcheck(value, where):
             if not isinstance(value[key], str) or not _DURATION_RE.match(value[key]):
                 _fail("%s.%s" % (where, key), "must be a duration such as 5s, got %r" % (value[key],))
             out[key] = value[key]
+    # start_interval (Docker Engine 25+, compose 2.20.2+): checks this often during start_period only, so a
+    # container is seen healthy within a second of being ready while a long interval keeps the checks cheap after.
+    if "start_interval" in value:
+        if not isinstance(value["start_interval"], str) or not _DURATION_RE.match(value["start_interval"]):
+            _fail(where + ".start_interval", "must be a duration such as 1s, got %r" % (value["start_interval"],))
+        out["start_interval"] = value["start_interval"]
     if "retries" in value:
         out["retries"] = _number(value["retries"], where + ".retries", 1, 100, integer=True)
     return out

@@ -42,7 +42,6 @@ options:
       - C(device) is a lab edge device (systemd as PID 1, sshd, python3, sudo, ...).
       - C(minimal) is a base for workload images (python3, ca-certificates), stripped of docs,
         man pages, apt lists and caches, with C(CMD ["/usr/bin/python3"]).
-      - Use a different O(repository) per variant, since O(prune_stale) removes the repository's other tags.
     type: str
     choices: [device, minimal]
     default: device
@@ -69,7 +68,9 @@ options:
     default: 1200
   prune_stale:
     description:
-      - After a build, remove the repository's other tags (images of older recipes).
+      - After a build, remove the repository's other tags of the same family (images of older recipes with the
+        same variant and packages, labelled C(org.edgeops.lab.family)); images with other packages are other
+        images and stay, as do images built before the label existed.
       - An image still used by a container is kept (C(docker rmi) refuses it).
     type: bool
     default: true
@@ -138,6 +139,7 @@ from ansible_collections.edgeops.fleet.plugins.module_utils._lab import (
     import_changes,
     include_list,
     recipe_digest,
+    recipe_family,
 )
 
 
@@ -146,7 +148,7 @@ def _image_id(module, ref):
     return out.strip() if rc == 0 else ""
 
 
-def _build(module, ref, digest, workdir):
+def _build(module, ref, digest, family, workdir):
     params = module.params
     rootfs = os.path.join(workdir, "rootfs")
     cmd = ["timeout", str(params["debootstrap_timeout"]), "debootstrap", "--variant=minbase",
@@ -163,7 +165,7 @@ def _build(module, ref, digest, workdir):
     if rc != 0:
         module.fail_json(msg="packing the image tree failed (rc=%d)" % rc, stderr=err)
     cmd = ["docker", "import"]
-    for change in import_changes(params["variant"], digest):
+    for change in import_changes(params["variant"], digest, family):
         cmd += ["--change", change]
     cmd += [tarball, ref]
     rc, out, err = module.run_command(cmd)
@@ -171,8 +173,10 @@ def _build(module, ref, digest, workdir):
         module.fail_json(msg="docker import failed (rc=%d)" % rc, stderr=err, cmd=cmd)
 
 
-def _prune_stale(module, repository, keep):
-    rc, out, dummy = module.run_command(["docker", "image", "ls", repository, "--format", "{{.Repository}}:{{.Tag}}"])
+def _prune_stale(module, repository, family, keep):
+    rc, out, dummy = module.run_command(["docker", "image", "ls", repository, "--filter",
+                                         "label=org.edgeops.lab.family=%s" % family,
+                                         "--format", "{{.Repository}}:{{.Tag}}"])
     pruned = []
     for ref in out.split() if rc == 0 else []:
         if ref != keep and module.run_command(["docker", "rmi", ref])[0] == 0:
@@ -196,6 +200,7 @@ def main():
     )
     params = module.params
     digest = recipe_digest(params["suite"], params["mirror"], params["packages"], variant=params["variant"])
+    family = recipe_family(params["variant"], params["packages"])
     ref = image_tag(params["repository"], params["suite"], digest)
     result = dict(changed=False, image=ref, recipe_digest=digest, built=False, pruned=[],
                   image_id=_image_id(module, ref))
@@ -207,12 +212,12 @@ def main():
         module.get_bin_path(tool, required=True)
     workdir = tempfile.mkdtemp(prefix="edgeops-lab-image-", dir=params["build_dir"])
     try:
-        _build(module, ref, digest, workdir)
+        _build(module, ref, digest, family, workdir)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     result.update(changed=True, built=True, image_id=_image_id(module, ref))
     if params["prune_stale"]:
-        result["pruned"] = _prune_stale(module, params["repository"], ref)
+        result["pruned"] = _prune_stale(module, params["repository"], family, ref)
     module.exit_json(**result)
 
 

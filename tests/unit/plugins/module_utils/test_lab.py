@@ -149,3 +149,16 @@ def test_unknown_variant_is_refused_naming_the_option():
     with pytest.raises(_lab.LabPlanError) as err:
         _lab.recipe_digest("trixie", "http://m", [], variant="tiny")
     assert "variant" in str(err.value) and "minimal" in str(err.value)
+
+
+def test_only_images_of_the_same_variant_and_packages_are_one_family():
+    # A build prunes the older images of its own family only: another package set is another image, not a stale one.
+    plain = _lab.recipe_family("device", [])
+    assert plain == _lab.recipe_family("device", ["systemd"])  # a package the variant has anyway
+    assert plain != _lab.recipe_family("device", ["docker.io"])
+    assert _lab.recipe_family("device", ["jq", "less"]) == _lab.recipe_family("device", ["less", "jq", "jq"])
+    assert _lab.recipe_family("device", []) != _lab.recipe_family("minimal", [])
+    # suite, mirror and script changes make a new recipe of the same family (the old image is stale)
+    assert _lab.recipe_digest("trixie", "http://m", []) != _lab.recipe_digest("bookworm", "http://m", [])
+    changes = _lab.import_changes("device", "abc", plain)
+    assert changes[-2:] == ["LABEL org.edgeops.lab.family=" + plain, "LABEL org.edgeops.lab.recipe=abc"]

@@ -101,6 +101,8 @@ def test_rendering_is_deterministic():
     (("device-manager", "depends_on"), ["trainer"], "workloads.device-manager.depends_on[0]"),
     (("device-manager", "gpus"), -1, "workloads.device-manager.gpus"),
     (("predictor", "healthcheck"), {"test": "curl"}, "workloads.predictor.healthcheck.test"),
+    (("predictor", "healthcheck"), {"test": ["CMD", "true"], "start_interval": 1},
+     "workloads.predictor.healthcheck.start_interval"),
 ])
 def test_bad_declarations_are_refused_naming_file_and_key(path, value, key):
     manifest = copy.deepcopy(MANIFEST)
@@ -155,3 +157,14 @@ def test_sizes():
     for bad in ("64", "0m", "1.5g", 64):
         with pytest.raises(WorkloadError):
             size_bytes(bad, "x")
+
+
+def test_a_healthcheck_checks_often_while_starting_and_seldom_after():
+    manifest = copy.deepcopy(MANIFEST)
+    manifest["workloads"]["predictor"]["healthcheck"] = {
+        "test": ["CMD", "/usr/local/bin/healthcheck"], "interval": "30s", "start_period": "30s", "start_interval": "1s"}
+    healthcheck = render(manifest)[0]["compose"]["services"]["predictor"]["healthcheck"]
+    assert healthcheck == {"test": ["CMD", "/usr/local/bin/healthcheck"], "interval": "30s", "timeout": "10s",
+                           "retries": 3, "start_period": "30s", "start_interval": "1s"}
+    # Not given, not rendered: the compose file (and so the generation) of an existing manifest stays the same.
+    assert "start_interval" not in render()[0]["compose"]["services"]["predictor"]["healthcheck"]
