@@ -24,11 +24,14 @@ import sys
 import tempfile
 import time
 
+import yaml
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LAB = "edgeops-bench"
 DEVICE = LAB + "-site01-dev01"
 # The recipe the generations, registry and workloads scenarios share (one image for all).
-PACKAGES = ["docker.io", "docker-cli", "docker-compose", "nftables", "busybox-static", "docker-registry", "python3-passlib"]
+with open(os.path.join(REPO, "tests", "support", "lab_packages.yml")) as _handle:
+    PACKAGES = yaml.safe_load(_handle)["lab_image_packages"]
 
 
 def sh(argv, check=True):

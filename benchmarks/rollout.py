@@ -44,9 +44,9 @@ HUB_REGISTRY_PORT = PORT_BASE + 90
 HUB_ALERTMANAGER_PORT = PORT_BASE + 91
 WAVES = [1, "25%", "100%"]
 # The recipe the rollout test uses (one device image for all lab tests and benchmarks).
-PACKAGES = ["docker.io", "docker-cli", "docker-compose", "nftables", "busybox-static", "docker-registry", "python3-passlib"]
-RELEASES = ["demo-1.0.0", "demo-1.1.0", "demo-1.1.0-bad-crash", "demo-1.1.0-bad-unhealthy", "demo-1.1.0-bad-500",
-            "demo-1.1.0-bad-firewall"]
+with open(os.path.join(REPO, "tests", "support", "lab_packages.yml")) as _handle:
+    PACKAGES = yaml.safe_load(_handle)["lab_image_packages"]
+RELEASES = ["demo-1.0.0", "demo-1.1.0", "demo-1.1.0-bad-500"]
 GOOD, BAD = "demo-1.1.0", "demo-1.1.0-bad-500"
 PREDICT = (
     "import sys, urllib.request\n"
@@ -149,6 +149,7 @@ class Bench(object):
             "registry_pki_dir": os.path.join(self.tmp, "pki", "site01"),
             "registry_address": "site01-hub:5000",
             "registry_users": [{"name": "publisher", "password": push}, {"name": "puller", "password": pull}],
+            "registry_bcrypt_cost": 5,
             "registry_pull_user": "puller", "registry_pull_password": pull,
             "registry_push_user": "publisher", "registry_push_password": push,
             "registry_push_address": "127.0.0.1:%d" % HUB_REGISTRY_PORT,
@@ -208,6 +209,10 @@ class Bench(object):
         self.write_vars()
         self.write_fleet()
         self.must("rollout setup", self.playbook("setup", "tests/integration/playbooks/rollout_setup.yml"))
+        for release in RELEASES:
+            self.must("publish " + release, self.playbook(
+                "publish-" + release, "playbooks/registry/publish.yml",
+                "-e", "release_manifest=" + os.path.join(self.releases, release + ".yml")))
         if self.start_period:
             self.set_start_period()
 

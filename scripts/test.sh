@@ -25,40 +25,47 @@ cd "$repo" || exit 2
 # what EDGEOPS_SUITE_ONLY selects and what the logs and the table are called; the command and its arguments are
 # split on whitespace (no quoting; an entry may go on over several lines).
 
-# Steps without a lab, one after the other, their output shown as it comes. (suite-lists: the check below.)
+# Steps before the labs, one after the other, their output shown as it comes (suite-lists: the check below;
+# lab-images: every device and workload image the labs use, built once before they start side by side).
 checks=(
   "suite-lists=check_suite_lists"
   "unit=unit_tests"
   "changelog-lint=antsibull-changelog lint"
-  "ansible-lint=ansible-lint"
-  "sanity=sanity"
+  "lab-images=ansible-playbook playbooks/lab/images.yml"
 )
 
 # The lab steps in streams: each stream runs its entries one after the other, the streams run side by side
 # (each entry brings up labs of its own: names, ports), and every entry's output is printed whole when all
-# streams are done. The lab steps spend most of their time waiting (boots, apt, soaks, timers), so two
-# streams take about as long as the longer one on a 2-CPU machine. To re-balance, move entries between the
-# lists (the table at the end gives every entry's time); for another stream, add lab_stream_3 and name it in
-# lab_streams. Every molecule scenario and tests/integration module must be in exactly one entry (the
-# suite-lists step checks it, first).
+# streams are done. The lab steps spend much of their time waiting (boots, soaks, timers, health checks), so
+# the linters go in streams too. To re-balance, move entries between the lists (the table at the end gives
+# every entry's time); for another stream, add lab_stream_N and name it in lab_streams. Every molecule scenario
+# and tests/integration module must be in exactly one entry (the suite-lists step checks it, first).
 lab_stream_1=(
-  "molecule-base_os=molecule_scenario base_os"
-  "molecule-bastion=molecule_scenario bastion"
-  "molecule-docker_engine=molecule_scenario docker_engine"
-  "molecule-firewall=molecule_scenario firewall"
-  "molecule-generations=molecule_scenario generations"
-  "molecule-registry=molecule_scenario registry"
-  "molecule-secrets=molecule_scenario secrets"
   "molecule-workloads=molecule_scenario workloads"
-  "integration-security=pytest_modules tests/integration/test_secrets.py tests/integration/test_firewall_lockout.py"
+  "molecule-generations=molecule_scenario generations"
+  "molecule-docker_engine=molecule_scenario docker_engine"
+  "ansible-lint=ansible-lint"
 )
 lab_stream_2=(
   "integration-rollout=pytest_modules tests/integration/test_rollout.py"
-  "integration-lab=pytest_modules tests/integration/test_lab_lifecycle.py tests/integration/test_lab_scale_and_input.py
-    tests/integration/test_generations_power_loss.py tests/integration/test_sample_workloads.py
-    tests/integration/test_collection_build.py tests/integration/test_fleet_inventory.py"
+  "molecule-base_os=molecule_scenario base_os"
+  "molecule-bastion=molecule_scenario bastion"
 )
-lab_streams=(lab_stream_1 lab_stream_2)
+lab_stream_3=(
+  "integration-rollout-faults=pytest_modules tests/integration/test_rollout_faults.py"
+  "molecule-secrets=molecule_scenario secrets"
+  "integration-power-loss=pytest_modules tests/integration/test_generations_power_loss.py"
+  "sanity=sanity"
+)
+lab_stream_4=(
+  "integration-lab=pytest_modules tests/integration/test_lab_lifecycle.py tests/integration/test_lab_scale_and_input.py
+    tests/integration/test_sample_workloads.py tests/integration/test_collection_build.py
+    tests/integration/test_fleet_inventory.py"
+  "integration-security=pytest_modules tests/integration/test_secrets.py tests/integration/test_firewall_lockout.py"
+  "molecule-registry=molecule_scenario registry"
+  "molecule-firewall=molecule_scenario firewall"
+)
+lab_streams=(lab_stream_1 lab_stream_2 lab_stream_3 lab_stream_4)
 
 # ---------------------------------------------------------------------------------------------------------
 # What an entry runs.

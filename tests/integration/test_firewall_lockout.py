@@ -21,7 +21,7 @@ import time
 
 import pytest
 
-from conftest import ansible
+from conftest import LAB_PACKAGES, ansible
 
 LAB = "edgeops-fwtest"
 PORT_BASE = "43550"
@@ -29,7 +29,7 @@ DEVICE = LAB + "-site01-dev01"
 SSH_PORT = int(PORT_BASE) + 1
 TIMEOUT = 20
 # The recipe the generations, registry, workloads and firewall scenarios share (one cached image for all).
-PACKAGES = ["docker.io", "docker-cli", "docker-compose", "nftables", "busybox-static", "docker-registry", "python3-passlib"]
+PACKAGES = LAB_PACKAGES
 
 
 def banner(timeout=2.0):

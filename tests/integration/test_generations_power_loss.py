@@ -21,13 +21,13 @@ import time
 
 import pytest
 
-from conftest import ansible
+from conftest import LAB_PACKAGES, ansible
 
 LAB = "edgeops-powertest"
 PORT_BASE = "43100"
 DEVICE = LAB + "-site01-dev01"
 # The recipe the generations, registry and workloads scenarios share (one image for all).
-PACKAGES = ["docker.io", "docker-cli", "docker-compose", "nftables", "busybox-static", "docker-registry", "python3-passlib"]
+PACKAGES = LAB_PACKAGES
 TRIALS = int(os.environ.get("EDGEOPS_POWER_LOSS_TRIALS", "24"))
 
 

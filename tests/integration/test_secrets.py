@@ -29,7 +29,7 @@ import time
 import pytest
 import yaml
 
-from conftest import BIN, REPO, ansible, lab_args
+from conftest import BIN, LAB_PACKAGES, REPO, ansible, lab_args
 
 sys.path.insert(0, os.path.join(REPO, "tests", "support", "secrets"))
 from kv2_standin import KV2StandIn  # noqa: E402
@@ -40,7 +40,7 @@ MOTO_PORT = 43690
 KV2_PORT = 43691
 DEVICE = "site01-dev01"
 CONTAINER = "%s-%s" % (LAB, DEVICE)
-PACKAGES = ["docker.io", "docker-cli", "docker-compose", "nftables", "busybox-static", "docker-registry", "python3-passlib"]
+PACKAGES = LAB_PACKAGES
 AWS_SECRET_ID = "edge/site01/model"
 # Test-only values; none may appear in any output, artifact or device log.
 VALUES = {
