@@ -11,6 +11,8 @@ import re
 import socket
 import subprocess
 import sys
+import time
+import uuid
 
 import pytest
 
@@ -30,16 +32,21 @@ FLEET = os.path.join(SCENARIO, "fleet", "edge.fleet.yml")
 # The venv's bin directory (not resolved: the venv's python is a symlink to the system's).
 BIN = os.path.dirname(sys.executable)
 DROPIN = "/etc/ssh/sshd_config.d/10-edgeops-bastion.conf"
+# Under load sshd's lines reach the journal late: logs are read until they hold what is expected, up to this long.
+LOG_DEADLINE = 60
 
 
 def run(argv, timeout=60, **kwargs):
-    return subprocess.run(argv, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL, check=False,
-                          **kwargs)
+    if "input" not in kwargs:
+        kwargs["stdin"] = subprocess.DEVNULL
+    return subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False, **kwargs)
 
 
-def jump(*args, timeout=30):
-    """ssh to the bastion as the jump user, configured as the devices' group_vars configure the hop."""
-    return run(["ssh", "-F", SSH_CONFIG, "-p", str(HUB_PORT), *args, "jump@127.0.0.1"], timeout=timeout)
+def jump(*options, command=None, timeout=30, **kwargs):
+    """ssh to the bastion as the jump user, configured as the devices' group_vars configure the hop; a command goes
+    after the destination (before it, ssh would take it for the host name)."""
+    argv = ["ssh", "-F", SSH_CONFIG, "-p", str(HUB_PORT), *options, "jump@127.0.0.1"] + ([command] if command else [])
+    return run(argv, timeout=timeout, **kwargs)
 
 
 def ansible_env():
@@ -48,6 +55,23 @@ def ansible_env():
     env.update(ANSIBLE_CONFIG=os.path.join(PROJECT, "ansible.cfg"), ANSIBLE_INVENTORY_UNPARSED_FAILED="true",
                ANSIBLE_FORCE_COLOR="0", ANSIBLE_NOCOLOR="1")
     return env
+
+
+def journal_cursor(host):
+    """The cursor of the newest journal entry. Reading after it does not depend on the wall clock (--since does,
+    and the clock of these machines can jump)."""
+    return json.loads(host.check_output("journalctl -q -n 1 -o json --no-pager"))["__CURSOR"]
+
+
+def wait_for_journal(host, cursor, complete, unit="ssh.service"):
+    """Read the unit's journal after cursor until complete(text) holds or LOG_DEADLINE s have passed; return the
+    last text read (the caller's assertions show it when the lines never came)."""
+    deadline = time.monotonic() + LOG_DEADLINE
+    while True:
+        text = host.check_output("journalctl -q -u %s --after-cursor '%s' -o short-unix --no-pager" % (unit, cursor))
+        if complete(text) or time.monotonic() >= deadline:
+            return text
+        time.sleep(1)
 
 
 def sshd_settings(host, spec=None):
@@ -126,11 +150,23 @@ def test_remote_forwarding_is_refused():
     assert out.returncode == 255 and "remote port forwarding failed" in out.stderr, out.stderr
 
 
-@pytest.mark.parametrize("extra", [["id"], ["-tt", "id"], []])
-def test_the_jump_user_gets_no_shell(extra):
-    out = jump(*extra)
+@pytest.mark.parametrize("how", ["command", "tty", "shell"])
+def test_the_jump_user_gets_no_shell(host, how):
+    # Each attempt would leave a file on the hub if anything ran: a command, the same with a TTY, or a
+    # command typed into a shell (no command asks for one).
+    marker = "/tmp/edgeops-jump-ran-%s-%s" % (how, uuid.uuid4().hex[:8])
+    command = "touch %s; id" % marker
+    if how == "command":
+        out = jump(command=command)
+    elif how == "tty":
+        out = jump("-tt", command=command)
+    else:
+        out = jump(input=command + "\n")
     assert out.returncode != 0
     assert "uid=" not in out.stdout
+    # The key was accepted and the session itself refused (MaxSessions 0): not a failed login, not a wrong host.
+    assert "channel 0: open failed" in out.stderr and "Permission denied" not in out.stderr, out.stderr
+    assert not host.file(marker).exists
 
 
 def test_root_cannot_forward_either():
@@ -187,7 +223,8 @@ def test_jump_user_and_exclusive_keys(host):
     assert user.shell == "/usr/sbin/nologin"
     # Its own primary group (useradd's user private group) and the jump group, nothing else.
     assert "edgeops-jump" in user.groups and set(user.groups) <= {"jump", "edgeops-jump"}
-    assert not host.file("/nonexistent").exists
+    # No home: nowhere for the user to keep files or keys of its own.
+    assert user.home == "/nonexistent" and not host.file(user.home).exists
     assert not host.user("retired").exists
     keys_dir = host.file("/etc/ssh/edgeops-bastion-keys")
     assert keys_dir.user == "root" and keys_dir.mode == 0o755
@@ -200,33 +237,74 @@ def test_jump_user_and_exclusive_keys(host):
     assert lines == ["restrict,port-forwarding " + public]
 
 
+def test_jump_keys_are_read_from_the_root_owned_file_only(host):
+    # A key put where sshd looks by default (~/.ssh/authorized_keys, root-owned so that StrictModes accepts it)
+    # must not let anyone in as the jump user: sshd reads its keys from the role's file only.
+    with open(LAB_KEY + ".pub") as handle:
+        other = handle.read().strip()
+    home = host.user("jump").home
+    assert not host.file(home).exists
+    planted = host.run("install -d -m 0755 %s/.ssh && printf '%%s\\n' '%s' > %s/.ssh/authorized_keys"
+                       " && chmod 0644 %s/.ssh/authorized_keys" % (home, other, home, home))
+    try:
+        assert planted.rc == 0, planted.stderr
+        out = run(["ssh", "-F", "none", "-i", LAB_KEY, "-o", "IdentitiesOnly=yes", "-o", "BatchMode=yes",
+                   "-o", "UserKnownHostsFile=" + KNOWN_HOSTS, "-o", "StrictHostKeyChecking=yes", "-p", str(HUB_PORT),
+                   "-W", "site01-dev01:22", "jump@127.0.0.1"])
+        assert out.returncode == 255 and "Permission denied (publickey)" in out.stderr, out.stderr
+        assert "SSH-2.0" not in out.stdout
+    finally:
+        host.run("rm -rf %s" % home)
+    assert not host.file(home).exists
+    # The listed key still opens the same forwarding.
+    assert jump("-W", "site01-dev01:22", timeout=20).stdout.startswith("SSH-2.0-OpenSSH")
+
+
 def test_the_live_configuration_is_the_validated_one(host):
     assert host.file(DROPIN).exists and host.file(DROPIN).user == "root"
     assert host.run("sshd -t").rc == 0
     assert host.service("ssh").is_running and host.service("ssh").is_enabled
 
 
-def test_the_session_log_shows_each_forwarding_with_the_key_fingerprint(host):
-    since = host.check_output("date '+%Y-%m-%d %H:%M:%S'")
-    assert jump("-W", "site01-dev02:22", timeout=20).stdout.startswith("SSH-2.0-OpenSSH")
-    assert "administratively prohibited" in jump("-W", "localhost:22").stderr
-    fingerprint = run(["ssh-keygen", "-lf", JUMP_KEY + ".pub"]).stdout.split()[1]
-    journal = host.check_output("journalctl -u ssh.service --since '%s' -o short-unix --no-pager" % since)
-
+def session_log(journal, fingerprint):
+    """The jump logins with this key, forwardings granted to site01-dev02:22 and refused to localhost:22, each as
+    the pid of the sshd-session that logged the login (a forwarding is logged by the login's user child)."""
     def pids(pattern):
         return set(re.findall(r"^\S+ \S+ [\w-]+\[(\d+)\]: .*%s" % pattern, journal, re.M))
 
     # sshd-session logs the login (with the key's fingerprint) in its privileged process, which then
     # names its user child ("User child is on pid N"); the child logs each forwarding request.
-    logins = pids(re.escape("Accepted publickey for jump from ") + r".* ED25519 " + re.escape(fingerprint))
     parent_of = dict((child, parent) for parent, child in re.findall(
         r"^\S+ \S+ [\w-]+\[(\d+)\]: User child is on pid (\d+)$", journal, re.M))
-    granted = pids(r"server_request_direct_tcpip\(\).*originator \S+ port \d+, target site01-dev02 port 22$")
-    refused = pids(r"to connect to host localhost port 22, but the request was denied")
-    assert len(logins) >= 2, journal
-    assert granted and refused, journal
-    assert set(parent_of.get(pid, pid) for pid in granted) <= logins, journal
-    assert set(parent_of.get(pid, pid) for pid in refused) <= logins, journal
+    return {
+        "logins": pids(re.escape("Accepted publickey for jump from ") + r".* ED25519 " + re.escape(fingerprint)),
+        "granted": set(parent_of.get(pid, pid) for pid in pids(
+            r"server_request_direct_tcpip\(\).*originator \S+ port \d+, target site01-dev02 port 22$")),
+        "refused": set(parent_of.get(pid, pid) for pid in pids(
+            r"to connect to host localhost port 22, but the request was denied")),
+    }
+
+
+def test_the_session_log_shows_each_forwarding_with_the_key_fingerprint(host):
+    cursor = journal_cursor(host)
+    assert jump("-W", "site01-dev02:22", timeout=20).stdout.startswith("SSH-2.0-OpenSSH")
+    assert "administratively prohibited" in jump("-W", "localhost:22").stderr
+    fingerprint = run(["ssh-keygen", "-lf", JUMP_KEY + ".pub"]).stdout.split()[1]
+
+    def complete(text):
+        log = session_log(text, fingerprint)
+        # Two logins; each forwarding traced back to one of them (both sessions' lines are in).
+        return (len(log["logins"]) >= 2 and log["granted"] and log["refused"]
+                and log["granted"] | log["refused"] <= log["logins"])
+
+    journal = wait_for_journal(host, cursor, complete)
+    log = session_log(journal, fingerprint)
+    assert len(log["logins"]) >= 2, journal
+    assert log["granted"] and log["refused"], journal
+    assert log["granted"] <= log["logins"], journal
+    assert log["refused"] <= log["logins"], journal
+    # Two sessions, one forwarding each.
+    assert log["granted"] != log["refused"], journal
 
 
 def test_the_journal_is_persistent(host):

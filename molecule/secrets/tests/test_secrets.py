@@ -8,6 +8,8 @@ every command sent to the device is free of them.
 import hashlib
 import json
 import os
+import subprocess
+import time
 
 import pytest
 import yaml
@@ -16,17 +18,24 @@ SECRETS_DIR = "/run/edgeops/secrets"
 CREDENTIALS_DIR = "/etc/edgeops/credentials"
 CONTAINER = "edgeops-reader-1"
 NAMES = ["api_token", "model_key"]
+MOLECULE_YML = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "molecule.yml")
+# Seconds a boot may take (systemd running, SSH answering, the workload healthy again) on a loaded 2-CPU machine.
+BOOT_DEADLINE = 120
 
 
 def sha256(text):
     return hashlib.sha256(text.encode()).hexdigest()
 
 
+def scenario_vars():
+    # Read from molecule.yml itself: asking Ansible (ansible-inventory) would print the values into the Ansible log.
+    with open(MOLECULE_YML) as handle:
+        return yaml.safe_load(handle)["provisioner"]["inventory"]["group_vars"]["all"]
+
+
 @pytest.fixture(scope="module")
 def values():
-    # Read from molecule.yml itself: asking Ansible (ansible-inventory) would print them into the Ansible log.
-    with open(os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "molecule.yml")) as handle:
-        variables = yaml.safe_load(handle)["provisioner"]["inventory"]["group_vars"]["all"]
+    variables = scenario_vars()
     return {"api_token": variables["vault_api_token"], "model_key": variables["secrets_vault_values"]["model_key"]}
 
 
@@ -74,6 +83,49 @@ def test_the_container_is_labelled_with_the_fingerprint_of_each_encrypted_value(
         assert pairs[name] == cred.sha256sum[:16]
 
 
+def controller(*argv, timeout=60):
+    """A command on the controller (docker against the lab container), never raising on a timeout."""
+    try:
+        return subprocess.run(argv, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL,
+                              check=False)
+    except subprocess.TimeoutExpired:
+        return subprocess.CompletedProcess(argv, -1, "", "timed out after %s s" % timeout)
+
+
+def power_cycle(container):
+    """Cut the device's power (SIGKILL to every process, /run's tmpfs gone), switch it on again and wait, with a
+    deadline, for systemd to finish the boot."""
+    for argv in (["docker", "kill", "-s", "KILL", container], ["docker", "start", container]):
+        out = controller(*argv)
+        assert out.returncode == 0, (argv, out.stderr)
+    deadline = time.monotonic() + BOOT_DEADLINE
+    while True:
+        left = deadline - time.monotonic()
+        out = controller("docker", "exec", container, "systemctl", "is-system-running", "--wait",
+                         timeout=max(1, int(left)))
+        state = out.stdout.strip() or out.stderr.strip()
+        if state in ("running", "degraded") or left <= 0:
+            break
+        time.sleep(1)
+    assert state in ("running", "degraded"), "%s did not finish booting in %s s: %s" % (container, BOOT_DEADLINE, state)
+
+
+def wait_until(check, what):
+    """Call check() until it returns a true value (exceptions count as not yet), for up to BOOT_DEADLINE s."""
+    deadline = time.monotonic() + BOOT_DEADLINE
+    last = None
+    while time.monotonic() < deadline:
+        try:
+            last = check()
+        except Exception as exc:  # the SSH connection of the previous boot, a container not started yet
+            last = exc
+        else:
+            if last:
+                return last
+        time.sleep(1)
+    pytest.fail("%s: not within %s s (last: %r)" % (what, BOOT_DEADLINE, last))
+
+
 def test_the_values_are_encrypted_at_rest_and_restored_at_boot(host, values):
     assert host.file(CREDENTIALS_DIR).mode == 0o700
     assert host.file(CREDENTIALS_DIR).uid == 0
@@ -81,6 +133,36 @@ def test_the_values_are_encrypted_at_rest_and_restored_at_boot(host, values):
         assert host.file("%s/%s.owner" % (CREDENTIALS_DIR, name)).content_string.strip() == "10001"
     assert host.service("edgeops-secrets.service").is_enabled
     assert host.file("/usr/local/sbin/edgeops-secrets-restore").mode == 0o755
+
+    # A file of this boot in the secrets directory: gone after the power cycle, so what is there then is restored.
+    marker = "%s/.before-power-cycle" % SECRETS_DIR
+    host.check_output("touch %s" % marker)
+    container = "%s-%s" % (scenario_vars()["lab_name"], host.backend.get_hostname())
+    started = controller("docker", "inspect", "-f", "{{.State.StartedAt}}", container).stdout.strip()
+    power_cycle(container)
+    assert controller("docker", "inspect", "-f", "{{.State.StartedAt}}", container).stdout.strip() != started
+    wait_until(lambda: host.run("true").rc == 0, "SSH to the device after the boot")
+
+    assert not host.file(marker).exists, "the secrets directory survived the power cycle: nothing was restored"
+    assert host.service("edgeops-secrets.service").is_running  # active: the oneshot ran in this boot
+    assert host.file(SECRETS_DIR).is_directory, "no %s after the boot: nothing was restored" % SECRETS_DIR
+    assert host.check_output("findmnt -n -o FSTYPE --target %s" % SECRETS_DIR) == "tmpfs"
+    assert host.file(SECRETS_DIR).mode == 0o711
+    for name in NAMES:
+        secret = host.file("%s/%s" % (SECRETS_DIR, name))
+        assert secret.is_file and secret.mode == 0o400 and secret.uid == 10001 and secret.gid == 0, name
+        assert secret.sha256sum == sha256(values[name]), "%s does not hold its value after the boot" % name
+
+    # The workload came back by itself (restart policy, the generation's boot recovery), healthy: its health check
+    # reads api_token, and it reads both files through its read-only mounts.
+    def healthy():
+        state = json.loads(host.check_output("docker inspect %s" % CONTAINER))[0]["State"]
+        return state["Running"] and state.get("Health", {}).get("Status") == "healthy"
+
+    wait_until(healthy, "%s healthy after the boot" % CONTAINER)
+    for name in NAMES:
+        inside = host.check_output("docker exec %s /bin/busybox sha256sum /run/secrets/%s" % (CONTAINER, name))
+        assert inside.split()[0] == sha256(values[name]), "the workload reads another %s after the boot" % name
 
 
 def test_no_value_in_inspect_logs_generations_journal_or_the_controller_log(host, values):
