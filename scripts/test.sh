@@ -45,6 +45,7 @@ lab_stream_1=(
   "molecule-generations=molecule_scenario generations"
   "molecule-docker_engine=molecule_scenario docker_engine"
   "ansible-lint=ansible-lint"
+  "molecule-firewall=molecule_scenario firewall"
 )
 lab_stream_2=(
   "integration-rollout=pytest_modules tests/integration/test_rollout.py"
@@ -63,7 +64,6 @@ lab_stream_4=(
     tests/integration/test_fleet_inventory.py"
   "integration-security=pytest_modules tests/integration/test_secrets.py tests/integration/test_firewall_lockout.py"
   "molecule-registry=molecule_scenario registry"
-  "molecule-firewall=molecule_scenario firewall"
 )
 lab_streams=(lab_stream_1 lab_stream_2 lab_stream_3 lab_stream_4)
 
