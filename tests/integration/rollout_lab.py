@@ -24,7 +24,6 @@ from conftest import LAB_PACKAGES, ansible, lab_args
 
 DEVICES = ["site01-dev%02d" % n for n in range(1, 6)]
 CANARY = "site01-dev03"
-PACKAGES = LAB_PACKAGES
 # Test-only secrets (real use: ansible-vault); none may appear in any output or record.
 SECRETS = {"pull": "pull-Rt5m2Qx8Lw", "push": "push-Hy3c6Vn1Zd", "token": "tok-Bq7Wd2Kp9Xs4"}
 # Long enough for a switch, the soak and the gates on a loaded 2-CPU machine (a wave of two devices took 163 s with
@@ -50,7 +49,7 @@ class RolloutLab(object):
         self.fleet_config = os.path.join(tmp, "edge.fleet.yml")
         self.vars_file = os.path.join(tmp, "vars.yml")
         self.lab_vars = lab_args(name, port_base, self.inventory, lab_devices_per_site=len(DEVICES),
-                                 lab_image_packages=PACKAGES)
+                                 lab_image_packages=LAB_PACKAGES)
         self.outputs = []
 
     # -- the lab ----------------------------------------------------------------------------------------------------

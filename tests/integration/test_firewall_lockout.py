@@ -28,8 +28,6 @@ PORT_BASE = "43550"
 DEVICE = LAB + "-site01-dev01"
 SSH_PORT = int(PORT_BASE) + 1
 TIMEOUT = 20
-# The recipe the generations, registry, workloads and firewall scenarios share (one cached image for all).
-PACKAGES = LAB_PACKAGES
 
 
 def banner(timeout=2.0):
@@ -79,7 +77,7 @@ def device(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("fwlab")
     inventory = str(tmp / "hosts.yml")
     lab_vars = ["-e", "lab_name=" + LAB, "-e", "lab_ssh_port_base=" + PORT_BASE, "-e", "lab_inventory_file=" + inventory,
-                "-e", "lab_devices_per_site=1", "-e", "lab_hubs=false", "-e", json.dumps({"lab_image_packages": PACKAGES})]
+                "-e", "lab_devices_per_site=1", "-e", "lab_hubs=false", "-e", json.dumps({"lab_image_packages": LAB_PACKAGES})]
     up = ansible("ansible-playbook", "playbooks/lab/up.yml", *lab_vars)
     assert up.rc == 0, up.out
     yield {"inventory": inventory, "result": str(tmp / "lockout.json")}

@@ -26,8 +26,6 @@ from conftest import LAB_PACKAGES, ansible
 LAB = "edgeops-powertest"
 PORT_BASE = "43100"
 DEVICE = LAB + "-site01-dev01"
-# The recipe the generations, registry and workloads scenarios share (one image for all).
-PACKAGES = LAB_PACKAGES
 TRIALS = int(os.environ.get("EDGEOPS_POWER_LOSS_TRIALS", "24"))
 
 
@@ -83,7 +81,7 @@ def device(tmp_path_factory):
     inventory = str(tmp_path_factory.mktemp("lab") / "hosts.yml")
     lab_vars = ["-e", "lab_name=" + LAB, "-e", "lab_ssh_port_base=" + PORT_BASE, "-e", "lab_inventory_file=" + inventory,
                 "-e", "lab_devices_per_site=1", "-e", "lab_hubs=false",
-                "-e", json.dumps({"lab_image_packages": PACKAGES})]
+                "-e", json.dumps({"lab_image_packages": LAB_PACKAGES})]
     up = ansible("ansible-playbook", "playbooks/lab/up.yml", *lab_vars)
     assert up.rc == 0, up.out
     setup = ansible("ansible-playbook", "-i", inventory, "tests/integration/playbooks/generations_setup.yml")

@@ -40,7 +40,6 @@ MOTO_PORT = 43690
 KV2_PORT = 43691
 DEVICE = "site01-dev01"
 CONTAINER = "%s-%s" % (LAB, DEVICE)
-PACKAGES = LAB_PACKAGES
 AWS_SECRET_ID = "edge/site01/model"
 # Test-only values; none may appear in any output, artifact or device log.
 VALUES = {
@@ -107,7 +106,7 @@ class Lab(object):
         self.release = os.path.join(tmp, "secrets-test-1.yml")
         self.artifacts = os.path.join(tmp, "runner-artifacts")
         self.lab_vars = lab_args(LAB, PORT_BASE, self.inventory, lab_devices_per_site=1, lab_hubs=False,
-                                 lab_image_packages=PACKAGES)
+                                 lab_image_packages=LAB_PACKAGES)
         self.outputs = []
         self.aws = None
         self.kv2 = None
