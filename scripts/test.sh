@@ -46,6 +46,7 @@ lab_stream_1=(
   "integration-rollout=pytest_modules tests/integration/test_rollout.py"
   "molecule-workloads=molecule_scenario workloads"
   "molecule-base_os=molecule_scenario base_os"
+  "molecule-secrets=molecule_scenario secrets"
   "ansible-lint=ansible-lint"
 )
 lab_stream_2=(
@@ -53,6 +54,7 @@ lab_stream_2=(
   "molecule-generations=molecule_scenario generations"
   "molecule-docker_engine=molecule_scenario docker_engine"
   "molecule-bastion=molecule_scenario bastion"
+  "molecule-registry=molecule_scenario registry"
   "sanity=sanity"
 )
 lab_stream_3=(
@@ -62,8 +64,6 @@ lab_stream_3=(
   "integration-security=pytest_modules tests/integration/test_secrets.py tests/integration/test_firewall_lockout.py"
   "integration-power-loss=pytest_modules tests/integration/test_generations_power_loss.py"
   "molecule-firewall=molecule_scenario firewall"
-  "molecule-secrets=molecule_scenario secrets"
-  "molecule-registry=molecule_scenario registry"
 )
 lab_streams=(lab_stream_1 lab_stream_2 lab_stream_3)
 

@@ -45,10 +45,15 @@ class Run(object):
                 for m in RECAP_RE.finditer(self.out)}
 
 
+# One ansible-playbook run at most this long: a first converge of every site.yml play on a loaded 2-CPU machine
+# came near half an hour; past this the test fails instead of hanging the suite.
+ANSIBLE_TIMEOUT = 2700
+
+
 def ansible(tool, *args):
     env = dict(os.environ, ANSIBLE_FORCE_COLOR="0", ANSIBLE_NOCOLOR="1", PATH=BIN + os.pathsep + os.environ["PATH"])
     proc = subprocess.run([os.path.join(BIN, tool)] + list(args), cwd=REPO, env=env,
-                          capture_output=True, text=True, timeout=1800, check=False)
+                          capture_output=True, text=True, timeout=ANSIBLE_TIMEOUT, check=False)
     return Run(proc)
 
 
