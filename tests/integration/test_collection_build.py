@@ -31,7 +31,7 @@ def test_build_install_and_list(tmp_path):
     assert len(tarball) == 1
     members = tarfile.open(tarball[0]).getnames()
     assert "roles/base_os/meta/argument_specs.yml" in members
-    assert not [m for m in members if m.startswith((".venv", "collections/", ".lab"))]
+    assert not [m for m in members if m.startswith((".venv", "collections/", ".lab", ".suite"))]
 
     run([os.path.join(BIN, "ansible-galaxy"), "collection", "install", "--no-deps", "-p",
          str(tmp_path / "collections"), tarball[0]], cwd=str(tmp_path), env=env)

@@ -18,32 +18,10 @@ from urllib.error import HTTPError, URLError
 from urllib.parse import parse_qs, urlsplit
 from urllib.request import urlopen
 
+# The settings' parser lives apart so that the health check can import it alone; the services read it from here.
+from edgeops_settings import SettingError, env_float, env_int  # noqa: F401 pylint: disable=unused-import
+
 LOG = logging.getLogger("edgeops")
-
-
-class SettingError(ValueError):
-    """An environment variable has a bad value; the message names it."""
-
-
-def _env_number(name, default, low, high, kind, what):
-    raw = os.environ.get(name, "")
-    if raw.strip() == "":
-        return default
-    try:
-        value = kind(raw)
-    except ValueError:
-        raise SettingError("%s must be %s, got %r" % (name, what, raw))
-    if not low <= value <= high:
-        raise SettingError("%s must be between %s and %s, got %s" % (name, low, high, value))
-    return value
-
-
-def env_int(name, default, low=0, high=10 ** 9):
-    return _env_number(name, default, low, high, int, "an integer")
-
-
-def env_float(name, default, low=0.0, high=1e9):
-    return _env_number(name, default, low, high, float, "a number")
 
 
 def setup_logging(service):

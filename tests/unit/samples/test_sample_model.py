@@ -6,10 +6,14 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import http.server
 import importlib.util
 import json
 import os
+import socket
+import subprocess
 import sys
+import threading
 
 import pytest
 
@@ -218,3 +222,56 @@ def test_token_state_never_returns_the_token(tmp_path):
     assert device_manager.token_state(str(secret)) == "absent"
     secret.write_text("s3cr3t-value\n")
     assert device_manager.token_state(str(secret)) == "present"
+
+
+class _StatusHandler(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):  # noqa: N802 - the name http.server calls
+        status = 200 if self.path == "/health" else 500
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.end_headers()
+        self.wfile.write(b'{"status": "ok"}' if status == 200 else b'{"status": "failing"}')
+
+    def log_message(self, *args):  # pylint: disable=arguments-differ
+        pass
+
+
+@pytest.fixture
+def status_server():
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _StatusHandler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server.server_address[1]
+    server.shutdown()
+    server.server_close()
+
+
+def test_url_health_is_the_status_line_of_a_real_get(status_server):  # pylint: disable=redefined-outer-name
+    assert healthcheck.url_healthy("http://127.0.0.1:%d/health" % status_server) == (True, "HTTP 200")
+    healthy, detail = healthcheck.url_healthy("http://127.0.0.1:%d/broken" % status_server)
+    assert healthy is False and "500" in detail
+
+
+def test_url_health_of_a_closed_port_is_an_error_main_reports_unhealthy(monkeypatch, capsys):
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    monkeypatch.setenv("HEALTHCHECK_URL", "http://127.0.0.1:%d/health" % port)
+    assert healthcheck.main() == 1
+    assert capsys.readouterr().out.startswith("unhealthy: ")
+
+
+@pytest.mark.parametrize("url", ["https://127.0.0.1/health", "http://:80/health", "http://host:port/health"])
+def test_a_bad_healthcheck_url_is_named(url):
+    with pytest.raises(ValueError) as err:
+        healthcheck.split_http_url(url)
+    assert "HEALTHCHECK_URL" in str(err.value)
+
+
+def test_the_health_check_imports_no_http_stack():
+    # Every probe of every container is a new process: what it imports is paid on each one.
+    code = ("import sys; sys.path.insert(0, %r); import healthcheck; "
+            "print(sorted(m for m in ('urllib.request', 'http.client', 'ssl', 'logging', 'json', 'edgeops_service') "
+            "if m in sys.modules))" % os.path.join(WORKLOADS, "common"))
+    out = subprocess.run([sys.executable, "-S", "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
