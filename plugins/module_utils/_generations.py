@@ -402,19 +402,25 @@ def fsync_dir(path):
         os.close(fd)
 
 
-def atomic_write(path, data, mode=0o644):
-    """Write ``data`` so that ``path`` is either the old or the new content after a power loss."""
+def atomic_write(path, data, mode=0o644, owner=None):
+    """Write ``data`` so that ``path`` is either the old or the new content after a power loss.
+
+    Mode and owner (``(uid, gid)``, None: the writer's) are set on the temp file before rename(2), so no reader
+    ever sees the new content with the wrong ones. Also the registry's htpasswd writer (_htpasswd.write_atomic).
+    """
     directory = os.path.dirname(path) or "."
     fd, tmp = tempfile.mkstemp(dir=directory, prefix=".%s." % os.path.basename(path))
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
             handle.flush()
+            if owner is not None and tuple(owner) != (os.geteuid(), os.getegid()):
+                os.fchown(handle.fileno(), owner[0], owner[1])
+            os.fchmod(handle.fileno(), mode)
             os.fsync(handle.fileno())
-        os.chmod(tmp, mode)
         os.rename(tmp, path)
     except BaseException:
-        if os.path.exists(tmp):
+        if os.path.lexists(tmp):
             os.unlink(tmp)
         raise
     fsync_dir(directory)

@@ -30,7 +30,8 @@ import os
 import pwd
 import re
 import stat
-import tempfile
+
+from ansible_collections.edgeops.fleet.plugins.module_utils._generations import atomic_write
 
 MIN_COST = 4
 MAX_COST = 31
@@ -122,28 +123,26 @@ def check_mode_value(mode):
     return value
 
 
+def _resolve_id(key, value, lookup, what):
+    """Name or numeric id -> id (None stays None); HtpasswdError naming the key when the name is unknown."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, int) or str(value).isdigit():
+        return int(value)
+    try:
+        return lookup(value)
+    except KeyError:
+        raise HtpasswdError("%s: no %s %r on this host" % (key, what, value))
+
+
 def resolve_owner(owner):
     """User name or numeric id -> uid (None stays None)."""
-    if owner is None or owner == "":
-        return None
-    if isinstance(owner, int) or str(owner).isdigit():
-        return int(owner)
-    try:
-        return pwd.getpwnam(owner).pw_uid
-    except KeyError:
-        raise HtpasswdError("owner: no user %r on this host" % (owner,))
+    return _resolve_id("owner", owner, lambda name: pwd.getpwnam(name).pw_uid, "user")
 
 
 def resolve_group(group):
     """Group name or numeric id -> gid (None stays None)."""
-    if group is None or group == "":
-        return None
-    if isinstance(group, int) or str(group).isdigit():
-        return int(group)
-    try:
-        return grp.getgrnam(group).gr_gid
-    except KeyError:
-        raise HtpasswdError("group: no group %r on this host" % (group,))
+    return _resolve_id("group", group, lambda name: grp.getgrnam(name).gr_gid, "group")
 
 
 # ---- the file -----------------------------------------------------------------------------
@@ -301,30 +300,12 @@ def wanted_attributes(current, uid, gid, mode):
 
 
 def write_atomic(path, text, attributes):
-    """Replace ``path`` with ``text``: a temp file in the same directory, owner/group/mode set on it before
-    rename(2), fsynced, so readers see the old file or the new one, never a part, and never a wrong mode."""
+    """Replace ``path`` with ``text`` (the generations' atomic write: temp file in the same directory, owner, group
+    and mode set on it before rename(2), fsynced), so readers see the old file or the new one, never a part."""
     directory = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(directory):
         raise HtpasswdError("%s: directory %s does not exist" % (path, directory))
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".%s." % os.path.basename(path), suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(text.encode("utf-8"))
-            handle.flush()
-            if (attributes["uid"], attributes["gid"]) != (os.geteuid(), os.getegid()):
-                os.fchown(handle.fileno(), attributes["uid"], attributes["gid"])
-            os.fchmod(handle.fileno(), attributes["mode"])
-            os.fsync(handle.fileno())
-        os.rename(tmp, path)
-    except BaseException:
-        if os.path.lexists(tmp):
-            os.unlink(tmp)
-        raise
-    dir_fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
+    atomic_write(path, text.encode("utf-8"), mode=attributes["mode"], owner=(attributes["uid"], attributes["gid"]))
 
 
 def set_attributes(path, current, attributes):
