@@ -41,30 +41,30 @@ checks=(
 # every entry's time); for another stream, add lab_stream_N and name it in lab_streams. Every molecule scenario
 # and tests/integration module must be in exactly one entry (the suite-lists step checks it, first).
 # Three streams: with four, a 2-CPU machine ran at load 30-60 and timing checks measured the machine, not the
-# code. Balanced on the times of a clean-clone run (python benchmarks/suite_cost.py): each stream opens with one of
-# the three long labs (site.yml end to end, the rollout lab, the rollout-faults lab), then the shorter entries.
+# code. Balanced on the times of clean-clone runs (python benchmarks/suite_cost.py): each stream opens with one of
+# the long labs (site.yml end to end; the rollout lab, which test_rollout.py and test_rollout_faults.py share, in
+# that order; power loss), then the shorter entries.
 lab_stream_1=(
   "integration-lifecycle=pytest_modules tests/integration/test_lab_lifecycle.py"
+  "integration-security=pytest_modules tests/integration/test_secrets.py tests/integration/test_firewall_lockout.py"
+  "molecule-bastion=molecule_scenario bastion"
+)
+lab_stream_2=(
+  "integration-rollout=pytest_modules tests/integration/test_rollout.py tests/integration/test_rollout_faults.py"
   "integration-lab=pytest_modules tests/integration/test_lab_scale_and_input.py tests/integration/test_sample_workloads.py
     tests/integration/test_collection_build.py tests/integration/test_fleet_inventory.py"
-  "integration-security=pytest_modules tests/integration/test_secrets.py tests/integration/test_firewall_lockout.py"
-  "molecule-secrets=molecule_scenario secrets"
   "sanity=sanity"
   "ansible-lint=ansible-lint"
 )
-lab_stream_2=(
-  "integration-rollout=pytest_modules tests/integration/test_rollout.py"
+lab_stream_3=(
+  "integration-power-loss=pytest_modules tests/integration/test_generations_power_loss.py"
   "molecule-workloads=molecule_scenario workloads"
   "molecule-base_os=molecule_scenario base_os"
-  "molecule-bastion=molecule_scenario bastion"
-)
-lab_stream_3=(
-  "integration-rollout-faults=pytest_modules tests/integration/test_rollout_faults.py"
-  "integration-power-loss=pytest_modules tests/integration/test_generations_power_loss.py"
   "molecule-docker_engine=molecule_scenario docker_engine"
   "molecule-generations=molecule_scenario generations"
   "molecule-firewall=molecule_scenario firewall"
   "molecule-registry=molecule_scenario registry"
+  "molecule-secrets=molecule_scenario secrets"
 )
 lab_streams=(lab_stream_1 lab_stream_2 lab_stream_3)
 

@@ -12,6 +12,7 @@ import re
 import subprocess
 import sys
 
+import pytest
 import yaml
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -72,3 +73,15 @@ def inventory_hosts(path):
     assert run.rc == 0, run.out
     data = json.loads(run.out[run.out.index("{"):])
     return data
+
+
+@pytest.fixture(scope="session")
+def rollout_lab(tmp_path_factory):
+    """The rollout lab (rollout_lab.py) that test_rollout.py and then test_rollout_faults.py share, in one pytest run."""
+    from rollout_lab import RolloutLab  # (it imports this module)
+    lab = RolloutLab(str(tmp_path_factory.mktemp("rollout")), "edgeops-rollout", 43300)
+    try:
+        lab.up()
+        yield lab
+    finally:
+        lab.down()

@@ -1,11 +1,12 @@
 # -*- coding: utf-8 -*-
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Staged rollouts on a real lab (rollout_lab.py: a hub with registry and Alertmanager, five devices): bad releases.
+"""Staged rollouts on a real lab (rollout_lab.py: a hub with registry and Alertmanager, four devices): bad releases.
 
 Fault injection: four bad releases (crash, unhealthy after start, /predict 500, a firewall that blocks new SSH
 logins) each stop at the canary; a release that passes the canary but fails on part of a later wave is stopped by
 the fleet-wide failure budget. Every time, every device this rollout switched goes back to the release it ran
-before, the incident is in the record and the alert in Alertmanager. The good path: test_rollout.py.
+before, the incident is in the record and the alert in Alertmanager. The good path: test_rollout.py, which runs first
+on the same lab and leaves every device on the baseline; run alone, this module rolls the baseline out itself.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -16,7 +17,7 @@ import time
 
 import pytest
 
-from rollout_lab import CANARY, DEVICES, RolloutLab, waived
+from rollout_lab import CANARY, DEVICES, waived
 
 BASELINE = "demo-1.1.0"
 # Devices whose (simulated) line sensor is missing: the partial release's probe fails there, and only there.
@@ -25,18 +26,18 @@ NO_SENSOR_MARKER = "/etc/edgeops-test/no-sensor"
 
 
 @pytest.fixture(scope="module")
-def lab(tmp_path_factory):
-    lab = RolloutLab(str(tmp_path_factory.mktemp("faults")), "edgeops-faults", 43400,
-                     publish=[BASELINE, "demo-1.1.0-bad-crash", "demo-1.1.0-bad-unhealthy", "demo-1.1.0-bad-500",
-                              "demo-1.1.0-bad-firewall"])
-    try:
-        lab.up("lab")
+def lab(rollout_lab):
+    lab = rollout_lab
+    lab.fresh = False
+    lab.publish(BASELINE, "demo-1.1.0-bad-crash", "demo-1.1.0-bad-unhealthy", "demo-1.1.0-bad-500",
+                "demo-1.1.0-bad-firewall")
+    lab.tags = {}
+    lab.write_fleet("lab")
+    if not all(lab.running_release(device)[0] == BASELINE for device in DEVICES):
         start = lab.rollout(BASELINE, *waived())
         assert start.rc == 0, start.out[-6000:]
-        lab.assert_all_on(BASELINE, "the starting point")
-        yield lab
-    finally:
-        lab.down()
+    lab.assert_all_on(BASELINE, "the starting point")
+    return lab
 
 
 def wait_for_alert(lab, release, device, reason, timeout=60):
