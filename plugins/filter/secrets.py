@@ -9,12 +9,19 @@ __metaclass__ = type
 from ansible.errors import AnsibleFilterError
 
 from ansible_collections.edgeops.fleet.plugins.module_utils._secrets import (
-    SecretsError, rotation_plan, stamp_release)
+    SecretsError, fingerprints as _fingerprints, rotation_plan, stamp_release)
 
 
 def _secrets_stamp(rendered, fingerprints):
     try:
         return stamp_release(rendered, fingerprints or {})
+    except SecretsError as exc:
+        raise AnsibleFilterError(str(exc))
+
+
+def _secrets_fingerprints(stat_results, file_results=None, check_mode=False):
+    try:
+        return _fingerprints(stat_results, file_results or [], check_mode)
     except SecretsError as exc:
         raise AnsibleFilterError(str(exc))
 
@@ -32,5 +39,6 @@ class FilterModule(object):
     def filters(self):
         return {
             "secrets_stamp": _secrets_stamp,
+            "secrets_fingerprints": _secrets_fingerprints,
             "secrets_rotation_plan": _secrets_rotation_plan,
         }

@@ -215,6 +215,29 @@ def stamp_release(rendered, fingerprints):
     return out
 
 
+def fingerprints(stat_results, file_results=(), check_mode=False):
+    """Secret name -> fingerprint, from the ``stat`` results (sha256) of the encrypted copies.
+
+    The fingerprint is the first 16 hex digits of the sha256 of the encrypted copy: ``systemd-creds encrypt`` draws a
+    fresh IV each time, so it changes exactly when a value is (re-)encrypted and tells nothing about the value, unlike
+    a digest of the plaintext, which could be guessed offline for a short password. In check mode a changed value is
+    not encrypted yet: ``pending`` still makes the staged generation differ, as it will.
+    """
+    changed = dict((r.get("item"), bool(r.get("changed"))) for r in file_results or [] if isinstance(r, dict))
+    out = {}
+    for result in stat_results or []:
+        name = result.get("item")
+        stat = result.get("stat") or {}
+        if check_mode and (changed.get(name) or not stat.get("exists")):
+            out[name] = "pending"
+            continue
+        checksum = stat.get("checksum")
+        if not stat.get("exists") or not isinstance(checksum, str) or not re.match(r"^[0-9a-f]{64}$", checksum):
+            raise SecretsError("secret %s has no encrypted copy to fingerprint (a sha256 stat of its .cred file)" % name)
+        out[name] = checksum[:16]
+    return out
+
+
 def rotation_plan(compose, names, current_stats, previous_stats):
     """Before a rotation: which encrypted copy holds the value the running generation mounts, per secret.
 

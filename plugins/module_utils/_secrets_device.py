@@ -6,8 +6,11 @@
 One module run instead of a dozen tasks: the delivery is part of every staging of a release, and each task was an SSH
 round trip per device (about 60 % of a rollout's staging time on the lab). Commands run through an injected runner
 (``run(argv) -> (rc, out, err)``), so the unit tests use real files and a stand-in for systemd-creds and systemctl.
-No value ever reaches a command line, an error or the result: values go from memory to a 0400 file, and from that
-file to ``systemd-creds encrypt``.
+No value ever reaches a command line: values go from memory to a 0400 file, and from that file to
+``systemd-creds encrypt``. Ansible masks every occurrence of a no_log value inside the strings of a result, so a short
+value that happens to occur in a name, a path or a fingerprint would show there as stars, telling where it occurs:
+``withhold`` replaces such a string whole before Ansible sees it, and the role reads the fingerprints with ``stat``
+(``renewed`` - names as keys, booleans as values - is never masked).
 """
 
 from __future__ import absolute_import, division, print_function
@@ -113,6 +116,25 @@ def resolve_uid(name, owner):
     raise DeliverError("owners.%s: expected a uid or a user name, got %r" % (name, owner))
 
 
+WITHHELD = "(withheld: contains the value of a secret)"
+
+
+def withhold(data, values):
+    """``data`` (the module's result) with every string that contains one of ``values`` replaced whole by WITHHELD.
+
+    Mapping keys are kept (Ansible does not mask them either); booleans pass (Ansible does not mask them).
+    """
+    needles = [v for v in (_value_bytes(x).decode("utf-8", "replace") for x in values if x is not None) if v]
+    if isinstance(data, dict):
+        return dict((key, withhold(item, values)) for key, item in data.items())
+    if isinstance(data, (list, tuple)):
+        return [withhold(item, values) for item in data]
+    if isinstance(data, bool) or data is None:
+        return data
+    text = data if isinstance(data, str) else str(data)
+    return WITHHELD if any(needle in text for needle in needles) else data
+
+
 def _value_bytes(value):
     return value.encode("utf-8") if isinstance(value, str) else str(value).encode("utf-8")
 
@@ -141,7 +163,7 @@ class Delivery(object):
         self.check_mode = check_mode
         self.changes = []
 
-    def _command(self, argv, what):
+    def command(self, argv, what):
         rc, _out, err = self.run(argv)
         if rc != 0:
             raise DeliverError("%s failed (%s, rc %d): %s" % (what, argv[0], rc, (err or "").strip()[-500:]))
@@ -181,25 +203,42 @@ class Delivery(object):
         if self.file(path, text.encode("utf-8"), 0o644):
             self.changes.append("file %s" % path)
             if not self.check_mode:
-                self._command(["systemctl", "daemon-reload"], "reloading systemd units")
+                self.command(["systemctl", "daemon-reload"], "reloading systemd units")
         rc, out, _err = self.run(["systemctl", "is-enabled", UNIT_NAME])
         if rc == 0 and out.strip() == "enabled":
             return
         self.changes.append("enabled %s" % UNIT_NAME)
         if not self.check_mode:
-            self._command(["systemctl", "enable", UNIT_NAME], "enabling %s" % UNIT_NAME)
+            self.command(["systemctl", "enable", UNIT_NAME], "enabling %s" % UNIT_NAME)
+
+
+def encrypt(work, name, path, cred, written):
+    """From the tmpfs file to the encrypted copy (the value never on a command line), through a temp file renamed into
+    place, so an encryption cut off leaves the old copy whole. When it fails, a plaintext file just written is removed:
+    the next delivery writes it again, hence encrypts it again, instead of finding it current beside a stale copy."""
+    tmp = os.path.join(os.path.dirname(cred), ".%s.cred.tmp" % name)
+    try:
+        work.command(["systemd-creds", "encrypt", "--name=%s" % name, path, tmp], "encrypting secret %s" % name)
+        os.chmod(tmp, 0o600)
+        os.rename(tmp, cred)
+    except BaseException:
+        for leftover in (tmp, path) if written else (tmp,):
+            if os.path.lexists(leftover):
+                os.unlink(leftover)
+        raise
 
 
 def deliver(values, owners, secrets_dir, credentials_dir, run, check_mode=False, script_path=SCRIPT_PATH,
             unit_path=UNIT_PATH):
-    """Deliver every secret in ``owners``; returns the module's result (changed, fingerprints, names, changes).
+    """Deliver every secret in ``owners``; returns the module's result (changed, renewed, fingerprints, names, changes).
 
+    ``renewed``: secret name -> whether its file was written or its copy encrypted again (in check mode: would be).
     Fingerprints are the first 16 hex digits of the sha256 of each encrypted copy (systemd-creds draws a fresh IV at
     every encryption, so the fingerprint changes exactly when a value is encrypted again and tells nothing about the
     value). In check mode a value that would be written or encrypted has the fingerprint ``pending``.
     """
     uids = check_request(values, owners)
-    result = {"changed": False, "fingerprints": {}, "written": [], "encrypted": [], "changes": []}
+    result = {"changed": False, "renewed": {}, "fingerprints": {}, "written": [], "encrypted": [], "changes": []}
     if not uids:
         return result
     work = Delivery(run, check_mode)
@@ -219,14 +258,14 @@ def deliver(values, owners, secrets_dir, credentials_dir, run, check_mode=False,
             work.changes.append("secret %s" % name)
         if work.file(os.path.join(credentials_dir, name + ".owner"), ("%d\n" % uids[name]).encode("ascii"), 0o600):
             work.changes.append("owner of %s" % name)
-        if written or not os.path.exists(cred):
+        result["renewed"][name] = written or not os.path.exists(cred)
+        if result["renewed"][name]:
             result["encrypted"].append(name)
             work.changes.append("encrypted %s" % name)
             if check_mode:
                 result["fingerprints"][name] = "pending"
                 continue
-            # From the tmpfs file to the encrypted one: the value is never on a command line.
-            work._command(["systemd-creds", "encrypt", "--name=%s" % name, path, cred], "encrypting secret %s" % name)
+            encrypt(work, name, path, cred, written)
         result["fingerprints"][name] = sha256_file(cred)[:16]
     work.unit(unit_path, restore_unit(secrets_dir, credentials_dir, script_path))
     result["changes"] = work.changes

@@ -25,9 +25,14 @@ description:
     <name>.owner; creates O(credentials_dir)/previous for rotations.
   - Installs C(/usr/local/sbin/edgeops-secrets-restore) and C(edgeops-secrets.service), which restores every secret
     at boot before Docker and the generations' boot recovery start containers, and enables it.
-  - Returns RV(fingerprints) - the first 16 hex digits of the sha256 of each encrypted copy, which changes exactly
-    when a value is encrypted again and tells nothing about the value. No value is ever logged, returned or put on
-    a command line.
+  - Returns RV(renewed) (which secrets were written or encrypted again) and RV(fingerprints) - the first 16 hex digits
+    of the sha256 of each encrypted copy, which changes exactly when a value is encrypted again and tells nothing about
+    the value. No value is ever logged, returned or put on a command line.
+  - Ansible masks every occurrence of a C(no_log) value inside the strings of a result. So that a short value occurring
+    in a fingerprint, a name or a path does not show there as stars (telling where it occurs), such a string is
+    replaced whole by C((withheld: contains the value of a secret)), error messages included. RV(renewed) is never
+    affected (names as keys, booleans as values); the C(deliver) entry point of the C(edgeops.fleet.secrets) role
+    reads the fingerprints with C(ansible.builtin.stat) and the C(edgeops.fleet.secrets_fingerprints) filter.
 options:
   values:
     description: Secret name to value (from ansible-vault or the C(secrets_resolve) action). Only the names in
@@ -74,9 +79,15 @@ EXAMPLES = r"""
 """
 
 RETURN = r"""
+renewed:
+  description: Secret name to whether its file was written or its encrypted copy made again (in check mode - would
+    be). Never masked by Ansible.
+  returned: always
+  type: dict
+  sample: {api_token: false}
 fingerprints:
   description: Secret name to the first 16 hex digits of the sha256 of its encrypted copy (C(pending) in check mode
-    for a value that would be written or encrypted).
+    for a value that would be written or encrypted; withheld when it contains a value).
   returned: always
   type: dict
   sample: {api_token: 3f2a9c0d8e7b6a51}
@@ -99,7 +110,7 @@ changes:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.edgeops.fleet.plugins.module_utils._secrets_device import DeliverError, deliver
+from ansible_collections.edgeops.fleet.plugins.module_utils._secrets_device import DeliverError, deliver, withhold
 
 
 def main():
@@ -116,12 +127,13 @@ def main():
     def run(argv):
         return module.run_command(argv)
 
+    values = list(module.params["values"].values())
     try:
         result = deliver(module.params["values"], module.params["owners"], module.params["secrets_dir"],
                          module.params["credentials_dir"], run, module.check_mode)
     except (DeliverError, OSError) as exc:
-        module.fail_json(msg="secrets_deliver: %s" % exc)
-    module.exit_json(**result)
+        module.fail_json(msg=withhold("secrets_deliver: %s" % exc, values))
+    module.exit_json(**withhold(result, values))
 
 
 if __name__ == "__main__":

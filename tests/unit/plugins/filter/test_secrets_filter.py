@@ -15,11 +15,18 @@ FILTERS = FilterModule().filters()
 
 
 def test_filters_are_registered():
-    assert sorted(FILTERS) == ["secrets_rotation_plan", "secrets_stamp"]
+    assert sorted(FILTERS) == ["secrets_fingerprints", "secrets_rotation_plan", "secrets_stamp"]
 
 
 def test_filter_errors_become_filter_errors_naming_the_secret():
+    with pytest.raises(AnsibleFilterError, match="secret api_token has no encrypted copy"):
+        FILTERS["secrets_fingerprints"]([{"item": "api_token", "stat": {"exists": False}}])
     with pytest.raises(AnsibleFilterError, match="expects the output of edgeops.fleet.workloads_release"):
         FILTERS["secrets_stamp"]({}, {})
     with pytest.raises(AnsibleFilterError, match="secret x is not mounted"):
         FILTERS["secrets_rotation_plan"]({"services": {}}, ["x"], [], [])
+
+
+def test_fingerprints_filter_defaults_to_no_file_results():
+    stats = [{"item": "a", "stat": {"exists": True, "checksum": "c" * 64}}]
+    assert FILTERS["secrets_fingerprints"](stats) == {"a": "c" * 16}

@@ -11,7 +11,7 @@ import json
 import pytest
 
 from ansible_collections.edgeops.fleet.plugins.module_utils._secrets import (
-    LABEL, SecretsError, aws_value, hashi_vault_value, label_value, parse_label, resolve, rotation_plan,
+    LABEL, SecretsError, aws_value, fingerprints, hashi_vault_value, label_value, parse_label, resolve, rotation_plan,
     scrub, stamp_release, validate_definitions, vault_value)
 from ansible_collections.edgeops.fleet.plugins.module_utils._workloads import render_release, secret_owners
 
@@ -188,7 +188,28 @@ def test_scrub_masks_the_longest_value_first():
     assert scrub("nothing", ["", None]) == "nothing"
 
 
-# ---- labels (fingerprints: test_secrets_device.py) ----
+# ---- fingerprints and labels ----
+
+def test_fingerprints_are_the_start_of_the_digest_of_the_encrypted_copy():
+    stats = [{"item": "api_token", "stat": {"exists": True, "checksum": SHA_A}},
+             {"item": "model_key", "stat": {"exists": True, "checksum": SHA_B}}]
+    assert fingerprints(stats) == {"api_token": SHA_A[:16], "model_key": SHA_B[:16]}
+
+
+def test_in_check_mode_a_changed_or_new_secret_is_pending():
+    stats = [{"item": "api_token", "stat": {"exists": True, "checksum": SHA_A}},
+             {"item": "model_key", "stat": {"exists": False}},
+             {"item": "unchanged", "stat": {"exists": True, "checksum": SHA_B}}]
+    files = [{"item": "api_token", "changed": True}, {"item": "model_key", "changed": True},
+             {"item": "unchanged", "changed": False}]
+    assert fingerprints(stats, files, check_mode=True) == {"api_token": "pending", "model_key": "pending",
+                                                           "unchanged": SHA_B[:16]}
+
+
+def test_a_missing_encrypted_copy_is_an_error_outside_check_mode():
+    with pytest.raises(SecretsError, match="secret model_key has no encrypted copy"):
+        fingerprints([{"item": "model_key", "stat": {"exists": False}}])
+
 
 def test_stamp_labels_exactly_the_services_that_read_secrets():
     before = rendered()

@@ -18,7 +18,7 @@ import stat
 import pytest
 
 from ansible_collections.edgeops.fleet.plugins.module_utils._secrets_device import (
-    DeliverError, deliver, restore_script, restore_unit)
+    WITHHELD, DeliverError, deliver, restore_script, restore_unit, withhold)
 
 TOKEN = "tok-Secret-4242"
 KEY = "model-Key-9191"
@@ -72,6 +72,7 @@ def test_first_delivery_writes_encrypts_installs_and_fingerprints_the_encrypted_
     result = run(device, system, {"api_token": TOKEN, "model_key": KEY, "unused": "x"},
                  {"api_token": 10001, "model_key": "10002"})
     assert result["changed"] and result["written"] == ["api_token", "model_key"]
+    assert result["renewed"] == {"api_token": True, "model_key": True}
     assert sorted(system.encrypted()) == ["api_token", "model_key"]
     token = os.path.join(device["secrets_dir"], "api_token")
     info = os.stat(token)
@@ -101,6 +102,7 @@ def test_a_second_delivery_changes_nothing_and_keeps_the_fingerprints(device):
     system.calls = []
     again = run(device, system, {"api_token": TOKEN}, {"api_token": 10001})
     assert not again["changed"] and again["changes"] == [] and again["written"] == again["encrypted"] == []
+    assert again["renewed"] == {"api_token": False}
     assert again["fingerprints"] == first["fingerprints"]
     assert system.calls == [["systemctl", "is-enabled", "edgeops-secrets.service"]]
 
@@ -110,6 +112,7 @@ def test_a_changed_value_is_written_and_encrypted_again_so_its_fingerprint_chang
     first = run(device, system, {"api_token": TOKEN, "model_key": KEY}, {"api_token": 10001, "model_key": 10001})
     second = run(device, system, {"api_token": TOKEN + "-new", "model_key": KEY}, {"api_token": 10001, "model_key": 10001})
     assert second["written"] == second["encrypted"] == ["api_token"]
+    assert second["renewed"] == {"api_token": True, "model_key": False}
     assert second["fingerprints"]["api_token"] != first["fingerprints"]["api_token"]
     assert second["fingerprints"]["model_key"] == first["fingerprints"]["model_key"]
     assert open(os.path.join(device["secrets_dir"], "api_token")).read() == TOKEN + "-new"
@@ -131,6 +134,7 @@ def test_check_mode_touches_nothing_and_says_pending_for_what_would_be_encrypted
     system = StandInSystem()
     result = run(device, system, {"api_token": TOKEN}, {"api_token": 10001}, check_mode=True)
     assert result["changed"] and result["fingerprints"] == {"api_token": "pending"}
+    assert result["renewed"] == {"api_token": True}
     assert not os.path.exists(device["secrets_dir"]) and not os.path.exists(device["unit_path"])
     assert system.calls == [["systemctl", "is-enabled", "edgeops-secrets.service"]]
     run(device, system, {"api_token": TOKEN, "model_key": KEY}, {"api_token": 10001, "model_key": 10001})
@@ -145,7 +149,7 @@ def test_check_mode_touches_nothing_and_says_pending_for_what_would_be_encrypted
 
 def test_no_secrets_to_deliver_touches_nothing(device):
     system = StandInSystem()
-    expected = {"changed": False, "fingerprints": {}, "written": [], "encrypted": [], "changes": []}
+    expected = {"changed": False, "renewed": {}, "fingerprints": {}, "written": [], "encrypted": [], "changes": []}
     assert run(device, system, {"api_token": TOKEN}, {}) == expected
     assert system.calls == [] and not os.path.exists(device["secrets_dir"])
 
@@ -167,6 +171,30 @@ def test_a_failed_encryption_names_the_secret_and_never_the_value(device):
     with pytest.raises(DeliverError) as failed:
         run(device, StandInSystem(fail_encrypt=True), {"api_token": TOKEN}, {"api_token": 10001})
     assert "encrypting secret api_token failed" in str(failed.value) and TOKEN not in str(failed.value)
+
+
+def test_a_failed_encryption_keeps_the_old_copy_and_the_next_delivery_encrypts_the_new_value(device):
+    system = StandInSystem()
+    first = run(device, system, {"api_token": TOKEN}, {"api_token": 10001})
+    cred = os.path.join(device["credentials_dir"], "api_token.cred")
+    with pytest.raises(DeliverError):
+        run(device, StandInSystem(fail_encrypt=True), {"api_token": TOKEN + "-new"}, {"api_token": 10001})
+    assert sha16(cred) == first["fingerprints"]["api_token"]  # the old copy, whole
+    assert sorted(os.listdir(device["credentials_dir"])) == ["api_token.cred", "api_token.owner", "previous"]
+    # The new plaintext is not left current beside the stale copy: the next delivery writes and encrypts it.
+    again = run(device, system, {"api_token": TOKEN + "-new"}, {"api_token": 10001})
+    assert again["written"] == again["encrypted"] == ["api_token"]
+    assert open(cred, "rb").read().endswith((TOKEN + "-new").encode())
+
+
+def test_strings_that_contain_a_value_are_withheld_whole():
+    result = {"changed": True, "renewed": {"api_token": True}, "fingerprints": {"api_token": "3f2a9c0d8e7b6a51"},
+              "changes": ["secret api_token", "file /usr/local/sbin/edgeops-secrets-restore"], "count": 12}
+    assert withhold(result, ["c0d8", "api", 2]) == {
+        "changed": True, "renewed": {"api_token": True}, "fingerprints": {"api_token": WITHHELD},
+        "changes": [WITHHELD, "file /usr/local/sbin/edgeops-secrets-restore"], "count": WITHHELD}
+    assert withhold("secrets_deliver: owners.api_token: no user x", ["zzz", None, ""]) == \
+        "secrets_deliver: owners.api_token: no user x"
 
 
 def test_the_restore_script_reads_the_configured_directories():
