@@ -30,7 +30,7 @@ description:
     the value. No value is ever logged, returned or put on a command line.
   - Ansible masks every occurrence of a C(no_log) value inside the strings of a result. So that a short value occurring
     in a fingerprint, a name or a path does not show there as stars (telling where it occurs), such a string is
-    replaced whole by C((withheld: contains the value of a secret)), error messages included. RV(renewed) is never
+    replaced whole by a note that it was withheld, error messages included. RV(renewed) is never
     affected (names as keys, booleans as values); the C(deliver) entry point of the C(edgeops.fleet.secrets) role
     reads the fingerprints with C(ansible.builtin.stat) and the C(edgeops.fleet.secrets_fingerprints) filter.
 options:
