@@ -48,11 +48,14 @@ lab_stream_1=(
   "integration-lifecycle=pytest_modules tests/integration/test_lab_lifecycle.py"
   "integration-security=pytest_modules tests/integration/test_secrets.py tests/integration/test_firewall_lockout.py"
   "molecule-bastion=molecule_scenario bastion"
+  "molecule-registry=molecule_scenario registry"
+  "molecule-secrets=molecule_scenario secrets"
 )
 lab_stream_2=(
   "integration-rollout=pytest_modules tests/integration/test_rollout.py tests/integration/test_rollout_faults.py"
   "integration-lab=pytest_modules tests/integration/test_lab_scale_and_input.py tests/integration/test_sample_workloads.py
     tests/integration/test_collection_build.py tests/integration/test_fleet_inventory.py"
+  "molecule-generations=molecule_scenario generations"
   "sanity=sanity"
   "ansible-lint=ansible-lint"
 )
@@ -61,10 +64,7 @@ lab_stream_3=(
   "molecule-workloads=molecule_scenario workloads"
   "molecule-base_os=molecule_scenario base_os"
   "molecule-docker_engine=molecule_scenario docker_engine"
-  "molecule-generations=molecule_scenario generations"
   "molecule-firewall=molecule_scenario firewall"
-  "molecule-registry=molecule_scenario registry"
-  "molecule-secrets=molecule_scenario secrets"
 )
 lab_streams=(lab_stream_1 lab_stream_2 lab_stream_3)
 
