@@ -9,17 +9,15 @@ round trip per device (about 60 % of a rollout's staging time on the lab). Comma
 No value ever reaches a command line: values go from memory to a 0400 file, and from that file to
 ``systemd-creds encrypt``. Ansible masks every occurrence of a no_log value inside the strings of a result, so a short
 value that happens to occur in a name, a path or a fingerprint would show there as stars, telling where it occurs:
-``withhold`` replaces such a string whole before Ansible sees it, and the role reads the fingerprints with ``stat``
-(``renewed`` - names as keys, booleans as values - is never masked).
+``withhold`` replaces such a string whole before Ansible sees it, and the module returns no digest: the role reads the
+fingerprints with ``stat`` (``renewed`` - names as keys, booleans as values - is never masked).
 """
 
 from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-import hashlib
 import os
-import pwd
 import re
 import stat
 
@@ -101,19 +99,12 @@ def check_request(values, owners):
 
 
 def resolve_uid(name, owner):
-    if isinstance(owner, bool):
-        raise DeliverError("owners.%s: expected a uid or a user name, got a boolean" % name)
-    if isinstance(owner, int) or (isinstance(owner, str) and owner.isdigit()):
-        uid = int(owner)
-        if 0 <= uid < 2 ** 32 - 1:
-            return uid
-        raise DeliverError("owners.%s: uid %d is out of range" % (name, uid))
-    if isinstance(owner, str) and owner:
-        try:
-            return pwd.getpwnam(owner).pw_uid
-        except KeyError:
-            raise DeliverError("owners.%s: no user %s on this device" % (name, owner))
-    raise DeliverError("owners.%s: expected a uid or a user name, got %r" % (name, owner))
+    """The uid the workloads role gives (an integer, or its digits)."""
+    if isinstance(owner, bool) or not (isinstance(owner, int) or (isinstance(owner, str) and owner.isdigit())):
+        raise DeliverError("owners.%s: expected a uid (a non-negative integer), got %r" % (name, owner))
+    if int(owner) >= 2 ** 32 - 1:
+        raise DeliverError("owners.%s: uid %s is out of range" % (name, owner))
+    return int(owner)
 
 
 WITHHELD = "(withheld: contains the value of a secret)"
@@ -145,14 +136,6 @@ def _read(path):
             return handle.read()
     except (IOError, OSError):
         return None
-
-
-def sha256_file(path):
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(65536), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 class Delivery(object):
@@ -230,15 +213,14 @@ def encrypt(work, name, path, cred, written):
 
 def deliver(values, owners, secrets_dir, credentials_dir, run, check_mode=False, script_path=SCRIPT_PATH,
             unit_path=UNIT_PATH):
-    """Deliver every secret in ``owners``; returns the module's result (changed, renewed, fingerprints, names, changes).
+    """Deliver every secret in ``owners``; returns the module's result: changed, renewed, changes.
 
     ``renewed``: secret name -> whether its file was written or its copy encrypted again (in check mode: would be).
-    Fingerprints are the first 16 hex digits of the sha256 of each encrypted copy (systemd-creds draws a fresh IV at
-    every encryption, so the fingerprint changes exactly when a value is encrypted again and tells nothing about the
-    value). In check mode a value that would be written or encrypted has the fingerprint ``pending``.
+    The fingerprints come from a stat of the encrypted copies and the secrets_fingerprints filter (``renewed`` makes
+    them ``pending`` in check mode), not from here: Ansible would mask a short value occurring in a digest.
     """
     uids = check_request(values, owners)
-    result = {"changed": False, "renewed": {}, "fingerprints": {}, "written": [], "encrypted": [], "changes": []}
+    result = {"changed": False, "renewed": {}, "changes": []}
     if not uids:
         return result
     work = Delivery(run, check_mode)
@@ -254,19 +236,14 @@ def deliver(values, owners, secrets_dir, credentials_dir, run, check_mode=False,
         # the next generation recreates it (the fingerprint label changes).
         written = work.file(path, _value_bytes(values[name]), 0o400, uids[name])
         if written:
-            result["written"].append(name)
             work.changes.append("secret %s" % name)
         if work.file(os.path.join(credentials_dir, name + ".owner"), ("%d\n" % uids[name]).encode("ascii"), 0o600):
             work.changes.append("owner of %s" % name)
         result["renewed"][name] = written or not os.path.exists(cred)
         if result["renewed"][name]:
-            result["encrypted"].append(name)
             work.changes.append("encrypted %s" % name)
-            if check_mode:
-                result["fingerprints"][name] = "pending"
-                continue
-            encrypt(work, name, path, cred, written)
-        result["fingerprints"][name] = sha256_file(cred)[:16]
+            if not check_mode:
+                encrypt(work, name, path, cred, written)
     work.unit(unit_path, restore_unit(secrets_dir, credentials_dir, script_path))
     result["changes"] = work.changes
     result["changed"] = bool(work.changes)

@@ -25,14 +25,14 @@ description:
     <name>.owner; creates O(credentials_dir)/previous for rotations.
   - Installs C(/usr/local/sbin/edgeops-secrets-restore) and C(edgeops-secrets.service), which restores every secret
     at boot before Docker and the generations' boot recovery start containers, and enables it.
-  - Returns RV(renewed) (which secrets were written or encrypted again) and RV(fingerprints) - the first 16 hex digits
-    of the sha256 of each encrypted copy, which changes exactly when a value is encrypted again and tells nothing about
-    the value. No value is ever logged, returned or put on a command line.
+  - Returns RV(renewed) - which secrets were written or encrypted again. No value is ever logged, returned or put on
+    a command line.
   - Ansible masks every occurrence of a C(no_log) value inside the strings of a result. So that a short value occurring
-    in a fingerprint, a name or a path does not show there as stars (telling where it occurs), such a string is
-    replaced whole by a note that it was withheld, error messages included. RV(renewed) is never
-    affected (names as keys, booleans as values); the C(deliver) entry point of the C(edgeops.fleet.secrets) role
-    reads the fingerprints with C(ansible.builtin.stat) and the C(edgeops.fleet.secrets_fingerprints) filter.
+    in a name or a path does not show there as stars (telling where it occurs), such a string is replaced whole by a
+    note that it was withheld, error messages included. RV(renewed) is never affected (names as keys, booleans as
+    values). For the same reason the module returns no digest - the C(deliver) entry point of the
+    C(edgeops.fleet.secrets) role reads the fingerprints of the encrypted copies with C(ansible.builtin.stat) and the
+    C(edgeops.fleet.secrets_fingerprints) filter, given RV(renewed).
 options:
   values:
     description: Secret name to value (from ansible-vault or the C(secrets_resolve) action). Only the names in
@@ -40,8 +40,8 @@ options:
     type: dict
     required: true
   owners:
-    description: Secret name to the uid (or user name) of the workloads that read it. Names are letters, digits,
-      C(_), C(.) and C(-). A name without a value in O(values) is refused before anything is written.
+    description: Secret name to the uid of the workloads that read it. Names are letters, digits, C(_), C(.) and C(-).
+      A name without a value in O(values) is refused before anything is written.
     type: dict
     required: true
   secrets_dir:
@@ -55,7 +55,7 @@ options:
 attributes:
   check_mode:
     support: full
-    description: Nothing is written or encrypted; a secret that would be has the fingerprint C(pending).
+    description: Nothing is written or encrypted; RV(renewed) says which secrets would be.
   diff_mode:
     support: none
     description: Secret files are never shown; RV(changes) names what changed.
@@ -73,9 +73,9 @@ EXAMPLES = r"""
     owners: {api_token: 10001}
   register: delivered
 
-- name: The fingerprints label the containers that read each secret
+- name: Which secrets were written or encrypted again
   ansible.builtin.debug:
-    var: delivered.fingerprints
+    var: delivered.renewed
 """
 
 RETURN = r"""
@@ -85,22 +85,6 @@ renewed:
   returned: always
   type: dict
   sample: {api_token: false}
-fingerprints:
-  description: Secret name to the first 16 hex digits of the sha256 of its encrypted copy (C(pending) in check mode
-    for a value that would be written or encrypted; withheld when it contains a value).
-  returned: always
-  type: dict
-  sample: {api_token: 3f2a9c0d8e7b6a51}
-written:
-  description: Names of the secrets whose file was (or in check mode would be) written.
-  returned: always
-  type: list
-  elements: str
-encrypted:
-  description: Names of the secrets encrypted at rest again (new, changed or copy missing).
-  returned: always
-  type: list
-  elements: str
 changes:
   description: What changed, by path or secret name (never a value).
   returned: always
