@@ -1,0 +1,120 @@
+# -*- coding: utf-8 -*-
+# Copyright: edgeops.fleet contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Controller side of edgeops.fleet.gated_switch: the one switch every change goes through.
+
+The order of the steps and the result live in plugin_utils/_switch.py (tested without a device); this plugin
+gives them their module runs: the switch, the device's gate and the rollback run edgeops.fleet.generation and
+edgeops.fleet.health_check on the device, the controller's gate runs the same probe code here, in-process, and
+the confirm drops the persistent connection first so that it proves a new login still works.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import datetime
+
+from ansible.errors import AnsibleActionFail, AnsibleConnectionFailure
+from ansible.plugins.action import ActionBase
+from ansible.utils.display import Display
+
+from ansible_collections.edgeops.fleet.plugins.module_utils import _health as health
+from ansible_collections.edgeops.fleet.plugins.plugin_utils import _switch as switch
+
+display = Display()
+
+GENERATION = "edgeops.fleet.generation"
+HEALTH_CHECK = "edgeops.fleet.health_check"
+
+ARGUMENT_SPEC = dict(
+    generation=dict(type="int", required=True),
+    previous=dict(type="int"),
+    confirm_timeout=dict(type="int", default=120),
+    confirm_attempts=dict(type="int", default=3),
+    probes=dict(type="list", elements="dict", default=[]),
+    soak=dict(type="int", default=0),
+    compose_project=dict(type="str", default="edgeops"),
+    controller_probes=dict(type="list", elements="dict", default=[]),
+)
+
+
+def _validated(probes, soak, key):
+    """The gate's probes, validated before the device is touched (the same rules the device applies)."""
+    if not probes:
+        return []
+    try:
+        return health.validate_gate(probes, soak)[0]
+    except health.HealthError as exc:
+        raise AnsibleActionFail("%s: %s" % (key, exc))
+
+
+class _DeviceSteps:
+    """The steps of _switch.run as module runs on the device (and the controller's probes, here)."""
+
+    def __init__(self, action, args, task_vars):
+        self.action, self.args, self.task_vars = action, args, task_vars
+
+    def _module(self, name, module_args):
+        try:
+            res = self.action._execute_module(module_name=name, module_args=module_args, task_vars=self.task_vars)
+        except AnsibleConnectionFailure as exc:
+            raise switch.Unreachable(str(exc))
+        if res.get("unreachable"):
+            raise switch.Unreachable(res.get("msg", "unreachable"))
+        return res
+
+    def switch(self):
+        return self._module(GENERATION, {"state": "switched", "generation": self.args["generation"],
+                                         "confirm_timeout": self.args["confirm_timeout"]})
+
+    def device_gate(self):
+        return self._module(HEALTH_CHECK, {"probes": self.args["probes"], "soak": self.args["soak"],
+                                           "compose_project": self.args["compose_project"], "fail_on": []})
+
+    def controller_gate(self):
+        return health.run_gate(self.args["controller_probes"], 0, health.HealthProbe())
+
+    def confirm(self):
+        def execute():
+            return self.action._execute_module(module_name=GENERATION, task_vars=self.task_vars,
+                                               module_args={"state": "confirmed",
+                                                            "generation": self.args["generation"]})
+        res, _fresh, _attempt = switch.confirm_over_new_connection(
+            self.action._connection, execute, self.args["confirm_attempts"],
+            what="generation %s" % self.args["generation"],
+            log=lambda text: display.vvv(text, host=self.action._play_context.remote_addr))
+        return res
+
+    def rollback(self, target):
+        return self._module(GENERATION, {"state": "rolled_back", "generation": target})
+
+
+class ActionModule(ActionBase):
+
+    TRANSFERS_FILES = False
+    _VALID_ARGS = frozenset(ARGUMENT_SPEC)
+
+    def run(self, tmp=None, task_vars=None):
+        result = super(ActionModule, self).run(tmp, task_vars)
+        del tmp
+        _validation, args = self.validate_argument_spec(argument_spec=ARGUMENT_SPEC)
+        args["probes"] = _validated(args["probes"], args["soak"], "probes")
+        args["controller_probes"] = _validated(args["controller_probes"], 0, "controller_probes")
+        steps = _DeviceSteps(self, args, task_vars)
+        if self._task.check_mode:
+            # The probes would judge the running generation, not the new one: check mode only asks the switch.
+            checked = steps.switch()
+            result.update(changed=bool(checked.get("changed")), failed=bool(checked.get("failed")),
+                          msg=checked.get("msg", ""), outcome="checked", step=None, switched=False,
+                          rolled_back=False, generation=args["generation"])
+            return result
+        started = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+        outcome = switch.run(steps, args["generation"], previous=args["previous"],
+                             device_probes=bool(args["probes"]), controller_probes=bool(args["controller_probes"]))
+        result.update(outcome, started=started)
+        result["changed"] = outcome["switched"] or outcome["rolled_back"]
+        if outcome["outcome"] != "confirmed":
+            result["failed"] = True
+            result["msg"] = outcome["reason"]
+        return result
