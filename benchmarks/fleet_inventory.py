@@ -34,7 +34,7 @@ COLLECTIONS = os.path.join(REPO, "collections")
 sys.path.insert(0, COLLECTIONS)
 
 from ansible_collections.edgeops.fleet.plugins.inventory.fleet import inventory_layout  # noqa: E402
-from ansible_collections.edgeops.fleet.plugins.module_utils._fleet import assign_waves, load_fleet  # noqa: E402
+from ansible_collections.edgeops.fleet.plugins.plugin_utils._fleet import assign_waves, load_fleet  # noqa: E402
 
 # Run in a child process: times InventoryManager construction only, prints {"wall": s, "cpu": s, "hosts": n}.
 _CHILD = """

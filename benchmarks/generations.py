@@ -29,9 +29,9 @@ import yaml
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LAB = "edgeops-bench"
 DEVICE = LAB + "-site01-dev01"
-# The recipe the generations, registry and workloads scenarios share (one image for all).
-with open(os.path.join(REPO, "tests", "support", "lab_packages.yml")) as _handle:
-    PACKAGES = yaml.safe_load(_handle)["lab_image_packages"]
+# The recipe the lab tests share (roles/lab/vars/test_image.yml: one image for all).
+with open(os.path.join(REPO, "roles", "lab", "vars", "test_image.yml")) as _handle:
+    PACKAGES = yaml.safe_load(_handle)["lab_test_image_packages"]
 
 
 def sh(argv, check=True):

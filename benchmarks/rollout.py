@@ -44,8 +44,8 @@ HUB_REGISTRY_PORT = PORT_BASE + 90
 HUB_ALERTMANAGER_PORT = PORT_BASE + 91
 WAVES = [1, "25%", "100%"]
 # The recipe the rollout test uses (one device image for all lab tests and benchmarks).
-with open(os.path.join(REPO, "tests", "support", "lab_packages.yml")) as _handle:
-    PACKAGES = yaml.safe_load(_handle)["lab_image_packages"]
+with open(os.path.join(REPO, "roles", "lab", "vars", "test_image.yml")) as _handle:
+    PACKAGES = yaml.safe_load(_handle)["lab_test_image_packages"]
 RELEASES = ["demo-1.0.0", "demo-1.1.0", "demo-1.1.0-bad-500"]
 GOOD, BAD = "demo-1.1.0", "demo-1.1.0-bad-500"
 PREDICT = (
@@ -190,7 +190,7 @@ class Bench(object):
         """A salt whose waves have the sizes of plain's serial batches, so both move the same devices per wave."""
         if os.path.join(REPO, "collections") not in sys.path:
             sys.path.insert(0, os.path.join(REPO, "collections"))
-        from ansible_collections.edgeops.fleet.plugins.module_utils._fleet import assign_waves, load_fleet
+        from ansible_collections.edgeops.fleet.plugins.plugin_utils._fleet import assign_waves, load_fleet
 
         def sizes(salt):
             waves = assign_waves(load_fleet({"sites": {"site01": {}}, "devices": devices,

@@ -16,7 +16,7 @@ __metaclass__ = type
 from ansible.plugins.action import ActionBase
 from ansible.plugins.loader import lookup_loader
 
-from ansible_collections.edgeops.fleet.plugins.module_utils._secrets import (
+from ansible_collections.edgeops.fleet.plugins.plugin_utils._secrets import (
     SecretsError, aws_value, hashi_vault_value, resolve, validate_definitions, vault_value)
 
 AWS_LOOKUP = "amazon.aws.secretsmanager_secret"

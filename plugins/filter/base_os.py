@@ -8,7 +8,7 @@ __metaclass__ = type
 
 from ansible.errors import AnsibleFilterError
 
-from ansible_collections.edgeops.fleet.plugins.module_utils._base_os import (
+from ansible_collections.edgeops.fleet.plugins.plugin_utils._base_os import (
     BaseOsError, parse_sysctl_probe, passthrough_plan, sysctl_plan, sysctl_settings, users_plan)
 
 

@@ -8,7 +8,7 @@ __metaclass__ = type
 
 from ansible.errors import AnsibleFilterError
 
-from ansible_collections.edgeops.fleet.plugins.module_utils._docker_engine import DockerEngineConfigError, daemon_config
+from ansible_collections.edgeops.fleet.plugins.plugin_utils._docker_engine import DockerEngineConfigError, daemon_config
 
 
 def _docker_daemon_config(settings):

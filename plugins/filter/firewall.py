@@ -8,12 +8,12 @@ __metaclass__ = type
 
 from ansible.errors import AnsibleFilterError
 
-from ansible_collections.edgeops.fleet.plugins.module_utils._firewall import FirewallConfigError, firewall_spec
+from ansible_collections.edgeops.fleet.plugins.plugin_utils._firewall import FirewallConfigError, firewall_spec
 
 
-def _firewall_spec(settings):
+def _firewall_spec(settings, ssh_common_args="", controller_address=""):
     try:
-        return firewall_spec(**settings)
+        return firewall_spec(settings, ssh_common_args=ssh_common_args, controller_address=controller_address)
     except (FirewallConfigError, TypeError) as exc:
         raise AnsibleFilterError("edgeops.fleet.firewall_spec: %s" % exc)
 

@@ -9,7 +9,7 @@ __metaclass__ = type
 
 from ansible.errors import AnsibleFilterError
 
-from ansible_collections.edgeops.fleet.plugins.module_utils._fleet import FleetError, assign_waves, load_rollout_policy
+from ansible_collections.edgeops.fleet.plugins.plugin_utils._fleet import FleetError, assign_waves, load_rollout_policy
 
 
 def _plain(value):

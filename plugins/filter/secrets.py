@@ -8,7 +8,7 @@ __metaclass__ = type
 
 from ansible.errors import AnsibleFilterError
 
-from ansible_collections.edgeops.fleet.plugins.module_utils._secrets import (
+from ansible_collections.edgeops.fleet.plugins.plugin_utils._secrets import (
     SecretsError, fingerprints as _fingerprints, rotation_plan, stamp_release)
 
 

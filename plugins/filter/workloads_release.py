@@ -9,7 +9,7 @@ __metaclass__ = type
 from ansible.errors import AnsibleFilterError
 from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
 
-from ansible_collections.edgeops.fleet.plugins.module_utils._workloads import (
+from ansible_collections.edgeops.fleet.plugins.plugin_utils._workloads import (
     DEFAULT_SECRETS_DIR, WorkloadError, render_release, secret_owners)
 
 

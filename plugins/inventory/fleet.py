@@ -76,7 +76,7 @@ import yaml
 from ansible.errors import AnsibleParserError
 from ansible.plugins.inventory import BaseInventoryPlugin, Cacheable, Constructable
 
-from ansible_collections.edgeops.fleet.plugins.module_utils._fleet import (
+from ansible_collections.edgeops.fleet.plugins.plugin_utils._fleet import (
     FleetError, assign_waves, load_fleet, policy_for_json)
 
 # Variables the plugin derives from a site (set on the site's group), a profile (on profile_<name>), the wave (on

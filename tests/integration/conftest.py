@@ -20,9 +20,9 @@ BIN = os.path.dirname(sys.executable)
 # Tests that call the collection's pure code import it from the checkout (collections/ links to the repository).
 if os.path.join(REPO, "collections") not in sys.path:
     sys.path.insert(0, os.path.join(REPO, "collections"))
-# The device image recipe the lab tests share (tests/support/lab_packages.yml).
-with open(os.path.join(REPO, "tests", "support", "lab_packages.yml")) as _handle:
-    LAB_PACKAGES = yaml.safe_load(_handle)["lab_image_packages"]
+# The device image recipe the lab tests share (roles/lab/vars/test_image.yml).
+with open(os.path.join(REPO, "roles", "lab", "vars", "test_image.yml")) as _handle:
+    LAB_PACKAGES = yaml.safe_load(_handle)["lab_test_image_packages"]
 RECAP_RE = re.compile(
     r"^(?P<host>\S+)\s+:\s+ok=(?P<ok>\d+)\s+changed=(?P<changed>\d+)\s+unreachable=(?P<unreachable>\d+)"
     r"\s+failed=(?P<failed>\d+)", re.MULTILINE)

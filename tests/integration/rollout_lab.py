@@ -132,7 +132,7 @@ class RolloutLab(object):
     def pick_salt(devices):
         """A salt that puts two devices in wave 1 and one in wave 2 (a wave with a device that still confirms beside
         one that fails, and a wave after it that must never start)."""
-        from ansible_collections.edgeops.fleet.plugins.module_utils._fleet import assign_waves, load_fleet
+        from ansible_collections.edgeops.fleet.plugins.plugin_utils._fleet import assign_waves, load_fleet
         for n in range(200):
             salt = "lab-%d" % n
             fleet = load_fleet({"sites": {"site01": {}}, "devices": devices,

@@ -10,6 +10,8 @@ A test that runs a program of the controller says so::
 or calls ``require_tool(name)`` / ``require_netns()`` in its body. When one is missing the test is skipped,
 its reason naming the program and its Debian package; with ``CI=true`` in the environment (CI sets it) the
 test fails instead, with the same reason: in CI a missing tool is an error of the machine's setup.
+
+Test data more than one module uses: ``from conftest import sample_fleet`` (pytest puts this directory on the path).
 """
 
 from __future__ import absolute_import, division, print_function
@@ -76,3 +78,20 @@ def pytest_runtest_setup(item):
             require_tool(name)
     if item.get_closest_marker("requires_netns") is not None:
         require_netns()
+
+
+def sample_fleet(devices_per_site=50, sites=4, **rollout):
+    """A fleet file (the data) of ``sites`` sites with ``devices_per_site`` devices each and the given rollout policy
+    (default: waves 1, 10%, 50%, 100%); the tests of the fleet helpers and of the inventory plugin import it."""
+    data = {
+        "profiles": {"nuc-gpu": {"gpus": 1}},
+        "sites": dict(("site%02d" % s, {"bastion": {"host": "10.%d.0.1" % s}, "registry": "site%02d-hub:5000" % s})
+                      for s in range(1, sites + 1)),
+        "devices": {},
+        "rollout": rollout or {"waves": [1, "10%", "50%", "100%"]},
+    }
+    for s in range(1, sites + 1):
+        for d in range(1, devices_per_site + 1):
+            data["devices"]["site%02d-dev%02d" % (s, d)] = {
+                "site": "site%02d" % s, "address": "10.%d.0.%d" % (s, d + 10), "profile": "nuc-gpu", "tags": ["line-a"]}
+    return data

@@ -9,7 +9,7 @@ import copy
 
 import pytest
 
-from ansible_collections.edgeops.fleet.plugins.module_utils._workloads import (
+from ansible_collections.edgeops.fleet.plugins.plugin_utils._workloads import (
     WorkloadError, render_release, secret_owners, size_bytes)
 
 DIGEST = "sha256:" + "ab" * 32

@@ -1,6 +1,6 @@
 # -*- coding: utf-8 -*-
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""The firewall role's settings (firewall_spec) and its table template.
+"""The firewall role's settings (firewall_spec, given every option of the role's argument spec) and its table template.
 
 The template is rendered with Jinja2 as Ansible renders it (the template's own ``#jinja2:`` options); where
 ``unshare --net`` works (root), the result is loaded by the real nft in a throwaway network namespace.
@@ -17,13 +17,27 @@ import subprocess
 
 import jinja2
 import pytest
+import yaml
 
 from ansible_collections.edgeops.fleet.plugins.module_utils import _nftables as n
-from ansible_collections.edgeops.fleet.plugins.module_utils._firewall import (
-    FirewallConfigError, firewall_spec, proxyjump_host)
+from ansible_collections.edgeops.fleet.plugins.plugin_utils._firewall import (
+    OPTIONS, FirewallConfigError, firewall_spec, proxyjump_host)
 
 ROLE = os.path.join(os.path.dirname(n.__file__), "..", "..", "roles", "firewall")
 TEMPLATE = "edgeops_firewall.nft.j2"
+with open(os.path.join(ROLE, "meta", "argument_specs.yml")) as _handle:
+    ROLE_OPTIONS = yaml.safe_load(_handle)["argument_specs"]["main"]["options"]
+
+
+def role_spec(ssh_common_args="", controller_address="", **settings):
+    """firewall_spec as the role calls it: every option of the role's argument spec, at its default unless given here
+    (by its name without the firewall_ prefix); an option without a default (set from the fleet inventory's network
+    facts) is null."""
+    options = dict((name, option.get("default")) for name, option in ROLE_OPTIONS.items())
+    for key, value in settings.items():
+        assert "firewall_" + key in options, key
+        options["firewall_" + key] = value
+    return firewall_spec(options, ssh_common_args=ssh_common_args, controller_address=controller_address)
 
 
 def render(spec):
@@ -55,35 +69,35 @@ FULL = dict(
 # ---- settings ---------------------------------------------------------------------------
 
 def test_ssh_sources_are_management_networks_and_the_proxyjump_bastion():
-    spec = firewall_spec(**FULL)
+    spec = role_spec(**FULL)
     assert spec["ssh"] == {"port": 22, "sources_v4": ["10.10.0.0/24", "203.0.113.10"], "sources_v6": ["fd00:10::/64"],
                            "rate": "10/minute", "burst": 5, "meter_timeout": "5m"}
 
 
 def test_workload_rules_expand_site_and_any_and_split_families():
-    rules = firewall_spec(**FULL)["workload_rules"]
+    rules = role_spec(**FULL)["workload_rules"]
     assert rules[0] == {"name": "predictor", "proto": "tcp", "ports": ["8080", "9100-9102"],
                         "peers_v4": ["10.10.0.0/24", "10.99.0.7"], "peers_v6": []}
     assert rules[1]["peers_v4"] == ["0.0.0.0/0"] and rules[1]["peers_v6"] == ["::/0"] and rules[1]["proto"] == "udp"
 
 
 def test_controller_address_and_explicit_bastions():
-    spec = firewall_spec(ssh_from_controller=True, controller_address="172.20.0.1",
-                         bastion_addresses=["2001:db8::1"], bastion_from_proxyjump=False,
-                         ssh_common_args="-o ProxyJump=bastion.example.net")
+    spec = role_spec(ssh_from_controller=True, controller_address="172.20.0.1",
+                     bastion_addresses=["2001:db8::1"], bastion_from_proxyjump=False,
+                     ssh_common_args="-o ProxyJump=bastion.example.net")
     assert spec["ssh"]["sources_v4"] == ["172.20.0.1"] and spec["ssh"]["sources_v6"] == ["2001:db8::1"]
 
 
 def test_extra_vars_given_as_strings_are_read_like_ansible_reads_them():
     """-e firewall_ssh_from_controller=true arrives as the string 'true'; ports and bursts as digits."""
-    spec = firewall_spec(ssh_from_controller="true", controller_address="172.20.0.1", ssh_port="2222",
-                         ssh_rate_burst="7", allow_ping="no", log_drops="yes", log_burst="3")
+    spec = role_spec(ssh_from_controller="true", controller_address="172.20.0.1", ssh_port="2222",
+                     ssh_rate_burst="7", allow_ping="no", log_drops="yes", log_burst="3")
     assert spec["ssh"]["sources_v4"] == ["172.20.0.1"] and spec["ssh"]["port"] == 2222
     assert spec["ssh"]["burst"] == 7 and spec["allow_ping"] is False and spec["log"]["burst"] == 3
 
 
 def test_no_ssh_at_all_needs_no_sources():
-    spec = firewall_spec(ssh=False)
+    spec = role_spec(ssh=False)
     assert spec["ssh"] is None and spec["log"]["prefix"] == "edgeops-fw"
 
 
@@ -134,18 +148,38 @@ def test_malformed_settings_are_refused_naming_the_variable(override, message):
     settings = dict(FULL)
     settings.update(override)
     with pytest.raises(FirewallConfigError, match=message):
-        firewall_spec(**settings)
+        role_spec(**settings)
 
 
 def test_restricted_egress_needs_workload_interfaces():
     with pytest.raises(FirewallConfigError, match="restrict needs firewall_workload_interfaces"):
-        firewall_spec(management_networks=["10.0.0.0/8"], workload_egress="restrict", workload_interfaces=[])
+        role_spec(management_networks=["10.0.0.0/8"], workload_egress="restrict", workload_interfaces=[])
+
+
+def test_the_options_checked_are_the_role_options_with_the_role_defaults():
+    """Names, types and defaults of the role's variables are its argument spec's; defaults/main.yml sets the same."""
+    assert set(OPTIONS) <= set(ROLE_OPTIONS)
+    with open(os.path.join(ROLE, "defaults", "main.yml")) as handle:
+        defaults = yaml.safe_load(handle)
+    assert set(defaults) == set(ROLE_OPTIONS)
+    for name, option in ROLE_OPTIONS.items():
+        if "default" in option:
+            assert defaults[name] == option["default"], name
+        else:  # from the fleet inventory's network facts
+            assert "edgeops_network" in defaults[name], name
+
+
+def test_a_missing_option_is_refused_naming_it():
+    options = dict((name, option.get("default")) for name, option in ROLE_OPTIONS.items())
+    del options["firewall_log_rate"]
+    with pytest.raises(FirewallConfigError, match="firewall_log_rate: missing from the firewall role's settings"):
+        firewall_spec(options)
 
 
 # ---- rendering ----------------------------------------------------------------------------
 
 def test_rendered_table_is_the_one_table_and_holds_the_policy():
-    text = render(firewall_spec(**FULL))
+    text = render(role_spec(**FULL))
     assert n.check_content(text, "inet", "edgeops_firewall") == text
     assert "type filter hook input priority filter; policy drop;" in text
     assert "type filter hook forward priority filter; policy drop;" in text
@@ -166,15 +200,15 @@ def test_rendered_table_is_the_one_table_and_holds_the_policy():
 
 
 def test_minimal_table_without_ssh_logging_or_workload_networks():
-    text = render(firewall_spec(ssh=False, log_drops=False, allow_ping=False, workload_interfaces=[]))
+    text = render(role_spec(ssh=False, log_drops=False, allow_ping=False, workload_interfaces=[]))
     n.check_content(text, "inet", "edgeops_firewall")
     for absent in ("ssh_", "log prefix", "echo-request", "workload_interfaces", "workload_egress"):
         assert absent not in text
 
 
 def test_accepting_egress_and_every_published_port():
-    text = render(firewall_spec(management_networks=["10.0.0.0/8"], published_ports="all",
-                                workload_interfaces=["docker0", "br-*"]))
+    text = render(role_spec(management_networks=["10.0.0.0/8"], published_ports="all",
+                            workload_interfaces=["docker0", "br-*"]))
     assert 'iifname @workload_interfaces accept comment "workload egress"' in text
     assert "ct status dnat oifname @workload_interfaces accept" in text
     assert "chain workload_egress" not in text
@@ -188,7 +222,7 @@ def test_accepting_egress_and_every_published_port():
     dict(management_networks=["10.0.0.0/8"], published_ports="all", ssh_rate_limit="3/hour"),
 ])
 def test_rendered_tables_load_into_nft_and_list_back_loadable(settings, tmp_path):
-    script = n.replace_script("inet", "edgeops_firewall", render(firewall_spec(**settings)))
+    script = n.replace_script("inet", "edgeops_firewall", render(role_spec(**settings)))
     proc = subprocess.run(["unshare", "--net", "sh", "-c",
                            'nft -f - && nft -s list table inet edgeops_firewall > "$0" && nft -c -f "$0"',
                            str(tmp_path / "listing.nft")],

@@ -7,7 +7,7 @@ __metaclass__ = type
 
 import pytest
 
-from ansible_collections.edgeops.fleet.plugins.module_utils._docker_engine import DockerEngineConfigError, daemon_config
+from ansible_collections.edgeops.fleet.plugins.plugin_utils._docker_engine import DockerEngineConfigError, daemon_config
 
 
 def test_defaults_rotate_logs_and_keep_containers_across_restarts():

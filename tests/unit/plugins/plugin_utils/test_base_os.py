@@ -7,7 +7,7 @@ __metaclass__ = type
 
 import pytest
 
-from ansible_collections.edgeops.fleet.plugins.module_utils._base_os import (
+from ansible_collections.edgeops.fleet.plugins.plugin_utils._base_os import (
     BaseOsError, parse_sysctl_probe, passthrough_plan, sysctl_plan, sysctl_settings, users_plan)
 
 KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGx0ZXN0a2V5dGVzdGtleXRlc3RrZXl0ZXN0a2V5dGVz ops@example"

@@ -10,10 +10,10 @@ import json
 
 import pytest
 
-from ansible_collections.edgeops.fleet.plugins.module_utils._secrets import (
+from ansible_collections.edgeops.fleet.plugins.plugin_utils._secrets import (
     LABEL, SecretsError, aws_value, fingerprints, hashi_vault_value, label_value, parse_label, resolve, rotation_plan,
     scrub, stamp_release, validate_definitions, vault_value)
-from ansible_collections.edgeops.fleet.plugins.module_utils._workloads import render_release, secret_owners
+from ansible_collections.edgeops.fleet.plugins.plugin_utils._workloads import render_release, secret_owners
 
 VALUE = "tok-Qm4Zr8Lx2Wp6"
 OTHER = "key-Hs3Nv7Bc1Kd9"

@@ -3,8 +3,8 @@
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 """The firewall role's settings, checked and normalised for its nftables template.
 
-``firewall_spec`` takes the role's variables (without the ``firewall_`` prefix) and returns what the template
-renders: addresses split by family, ports as nft text, one entry per workload rule. A malformed value is refused
+``firewall_spec`` takes the role's variables by name (every option of its argument spec) and returns what the
+template renders: addresses split by family, ports as nft text, one entry per workload rule. A malformed value is refused
 naming the variable (such as ``firewall_workload_rules[1].ports[0]``) before anything on a device changes.
 Standard library only.
 """
@@ -192,14 +192,36 @@ def _is_address(text):
         return False
 
 
-def firewall_spec(table="edgeops_firewall", state="present", ssh=True, ssh_port=22, ssh_rate_limit="10/minute",
-                  ssh_rate_burst=5, management_networks=None, bastion_addresses=None, bastion_from_proxyjump=True,
-                  ssh_common_args="", ssh_from_controller=False, controller_address="", site_network="",
-                  workload_rules=None, workload_interfaces=None, workload_egress="accept",
-                  workload_egress_allowed=None, published_ports="declared", allow_ping=True, log_drops=True,
-                  log_rate="10/minute", log_burst=5, log_prefix="edgeops-fw", input_extra_rules=None,
-                  forward_extra_rules=None):
-    """Check the firewall role's settings and return the template's description of the table."""
+# The role's options this function checks (the others - timeouts, packages, persistence - are not the table's).
+# Their names, types and defaults are the role's (roles/firewall/meta/argument_specs.yml): the role passes the value
+# of every option of its argument spec, so an option renamed there and not here fails as missing.
+OPTIONS = ("firewall_table", "firewall_state", "firewall_ssh", "firewall_ssh_port", "firewall_ssh_rate_limit",
+           "firewall_ssh_rate_burst", "firewall_management_networks", "firewall_bastion_addresses",
+           "firewall_bastion_from_proxyjump", "firewall_ssh_from_controller", "firewall_site_network",
+           "firewall_workload_rules", "firewall_workload_interfaces", "firewall_workload_egress",
+           "firewall_workload_egress_allowed", "firewall_published_ports", "firewall_allow_ping", "firewall_log_drops",
+           "firewall_log_rate", "firewall_log_burst", "firewall_log_prefix", "firewall_input_extra_rules",
+           "firewall_forward_extra_rules")
+
+
+def firewall_spec(options, ssh_common_args="", controller_address=""):
+    """Check the firewall role's settings and return the template's description of the table.
+
+    ``options`` maps the role's variables by name (``firewall_table``, ...) to their values, as the role has them:
+    every option of its argument spec (those not in OPTIONS are ignored; null is unset). ``ssh_common_args`` is the
+    host's ``ansible_ssh_common_args`` (its ProxyJump is a bastion), ``controller_address`` the address the current
+    SSH session comes from (for ``firewall_ssh_from_controller``).
+    """
+    if not isinstance(options, dict):
+        _fail("the firewall role's settings", "a mapping of its variables by name", options)
+    missing = [name for name in OPTIONS if name not in options]
+    if missing:
+        raise FirewallConfigError("%s: missing from the firewall role's settings (the role passes every option of "
+                                  "its argument spec)" % ", ".join(missing))
+    get = options.get
+    table = get("firewall_table")
+    state = get("firewall_state")
+    site_network = get("firewall_site_network")
     if not isinstance(table, str) or not _TABLE_RE.match(table):
         _fail("firewall_table", "a name of letters, digits and '_' (not starting with a digit)", table)
     _choice(state, "firewall_state", ("present", "absent"))
@@ -208,11 +230,11 @@ def firewall_spec(table="edgeops_firewall", state="present", ssh=True, ssh_port=
         site_network = site_text if "/" in site_text else site_text + ("/32" if site_version == 4 else "/128")
     spec = {"table": table, "state": state, "ssh": None}
 
-    if _bool(ssh, "firewall_ssh"):
-        ssh_port = _positive(ssh_port, "firewall_ssh_port", 65535)
-        v4, v6 = _networks(management_networks, "firewall_management_networks", site_network)
-        bastions = _as_list(bastion_addresses, "firewall_bastion_addresses")
-        if _bool(bastion_from_proxyjump, "firewall_bastion_from_proxyjump"):
+    if _bool(get("firewall_ssh"), "firewall_ssh"):
+        ssh_port = _positive(get("firewall_ssh_port"), "firewall_ssh_port", 65535)
+        v4, v6 = _networks(get("firewall_management_networks"), "firewall_management_networks", site_network)
+        bastions = _as_list(get("firewall_bastion_addresses"), "firewall_bastion_addresses")
+        if _bool(get("firewall_bastion_from_proxyjump"), "firewall_bastion_from_proxyjump"):
             jump = proxyjump_host(ssh_common_args)
             if jump and not _is_address(jump):
                 raise FirewallConfigError(
@@ -222,7 +244,7 @@ def firewall_spec(table="edgeops_firewall", state="present", ssh=True, ssh_port=
             if jump:
                 bastions.append(jump)
         b4, b6 = _networks(bastions, "firewall_bastion_addresses")
-        if _bool(ssh_from_controller, "firewall_ssh_from_controller"):
+        if _bool(get("firewall_ssh_from_controller"), "firewall_ssh_from_controller"):
             if not controller_address:
                 raise FirewallConfigError("firewall_ssh_from_controller: the address this SSH session comes from is "
                                           "unknown (no SSH_CLIENT on the device)")
@@ -236,14 +258,15 @@ def firewall_spec(table="edgeops_firewall", state="present", ssh=True, ssh_port=
                 "firewall_management_networks: SSH would be allowed from nowhere (no management network, no bastion "
                 "in firewall_bastion_addresses or the ProxyJump of ansible_ssh_common_args, "
                 "firewall_ssh_from_controller false); set one of them, or firewall_ssh: false for a device without SSH")
-        period = _rate(ssh_rate_limit, "firewall_ssh_rate_limit").split("/")[1]
+        ssh_rate_limit = _rate(get("firewall_ssh_rate_limit"), "firewall_ssh_rate_limit")
+        period = ssh_rate_limit.split("/")[1]
         spec["ssh"] = {"port": ssh_port, "sources_v4": sources_v4, "sources_v6": sources_v6, "rate": ssh_rate_limit,
-                       "burst": _positive(ssh_rate_burst, "firewall_ssh_rate_burst", 10000),
+                       "burst": _positive(get("firewall_ssh_rate_burst"), "firewall_ssh_rate_burst", 10000),
                        "meter_timeout": _METER_TIMEOUT[period]}
 
     rules = []
     names = set()
-    for i, rule in enumerate(_as_list(workload_rules, "firewall_workload_rules")):
+    for i, rule in enumerate(_as_list(get("firewall_workload_rules"), "firewall_workload_rules")):
         var = "firewall_workload_rules[%d]" % i
         if not isinstance(rule, dict):
             _fail(var, "a mapping with name, peers, ports and proto", rule)
@@ -268,14 +291,14 @@ def firewall_spec(table="edgeops_firewall", state="present", ssh=True, ssh_port=
     spec["workload_rules"] = rules
 
     interfaces = []
-    for i, name in enumerate(_as_list(workload_interfaces, "firewall_workload_interfaces")):
+    for i, name in enumerate(_as_list(get("firewall_workload_interfaces"), "firewall_workload_interfaces")):
         if not isinstance(name, str) or not _IFNAME_RE.match(name):
             _fail("firewall_workload_interfaces[%d]" % i, "an interface name, optionally ending in '*'", name)
         interfaces.append(name)
     spec["workload_interfaces"] = interfaces
-    spec["egress"] = _choice(workload_egress, "firewall_workload_egress", EGRESS_POLICIES)
+    spec["egress"] = _choice(get("firewall_workload_egress"), "firewall_workload_egress", EGRESS_POLICIES)
     allowed = []
-    for i, entry in enumerate(_as_list(workload_egress_allowed, "firewall_workload_egress_allowed")):
+    for i, entry in enumerate(_as_list(get("firewall_workload_egress_allowed"), "firewall_workload_egress_allowed")):
         var = "firewall_workload_egress_allowed[%d]" % i
         if not isinstance(entry, dict):
             _fail(var, "a mapping with name, networks and optionally ports and proto", entry)
@@ -296,14 +319,15 @@ def firewall_spec(table="edgeops_firewall", state="present", ssh=True, ssh_port=
         raise FirewallConfigError("firewall_workload_egress: restrict needs firewall_workload_interfaces (the "
                                   "workload networks' bridges)")
     spec["egress_allowed"] = allowed
-    spec["published_ports"] = _choice(published_ports, "firewall_published_ports", PUBLISHED_POLICIES)
-    spec["allow_ping"] = _bool(allow_ping, "firewall_allow_ping")
+    spec["published_ports"] = _choice(get("firewall_published_ports"), "firewall_published_ports", PUBLISHED_POLICIES)
+    spec["allow_ping"] = _bool(get("firewall_allow_ping"), "firewall_allow_ping")
     spec["log"] = None
-    if _bool(log_drops, "firewall_log_drops"):
+    if _bool(get("firewall_log_drops"), "firewall_log_drops"):
+        log_prefix = get("firewall_log_prefix")
         if not isinstance(log_prefix, str) or not _PREFIX_RE.match(log_prefix):
             _fail("firewall_log_prefix", "1-100 characters of letters, digits, space and _.:,=/-", log_prefix)
-        spec["log"] = {"rate": _rate(log_rate, "firewall_log_rate"),
-                       "burst": _positive(log_burst, "firewall_log_burst", 10000), "prefix": log_prefix}
-    spec["input_extra_rules"] = _rules(input_extra_rules, "firewall_input_extra_rules")
-    spec["forward_extra_rules"] = _rules(forward_extra_rules, "firewall_forward_extra_rules")
+        spec["log"] = {"rate": _rate(get("firewall_log_rate"), "firewall_log_rate"),
+                       "burst": _positive(get("firewall_log_burst"), "firewall_log_burst", 10000), "prefix": log_prefix}
+    spec["input_extra_rules"] = _rules(get("firewall_input_extra_rules"), "firewall_input_extra_rules")
+    spec["forward_extra_rules"] = _rules(get("firewall_forward_extra_rules"), "firewall_forward_extra_rules")
     return spec
