@@ -1,0 +1,95 @@
+# -*- coding: utf-8 -*-
+# Copyright: edgeops.fleet contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The rollout playbook's filters (plugins/filter/rollout.py): policy, plan, images, results."""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import pytest
+
+from ansible.errors import AnsibleFilterError
+
+from ansible_collections.edgeops.fleet.plugins.filter import rollout as f
+
+
+def published(**rollout):
+    """The policy as the fleet inventory publishes it (edgeops_rollout)."""
+    return f.rollout_policy({}, dict(rollout, environment=rollout.get("environment", "lab")))
+
+
+def test_policy_defaults_and_overrides():
+    policy = f.rollout_policy(published(waves=[1, "50%", "100%"], soak=20), {"soak": 5})
+    assert policy["soak"] == 5 and policy["wave_plan"] == [1, "50%", "100%"]
+    assert policy["environment"] == "lab" and policy["confirm_timeout"] >= 15
+
+
+def test_policy_keeps_a_published_site_cap():
+    policy = f.rollout_policy(published(site_cap="25%"), {"soak": 1})
+    assert policy["site_cap"] == 0.25
+
+
+def test_policy_refuses_a_changed_environment():
+    with pytest.raises(AnsibleFilterError, match="rollout_policy.environment: the environment comes from the fleet file"):
+        f.rollout_policy(published(), {"environment": "production"})
+
+
+def test_policy_error_names_the_source_and_key():
+    with pytest.raises(AnsibleFilterError, match=r"^my policy: .*rollout\.soak"):
+        f.rollout_policy({}, {"soak": -1, "environment": "lab"}, "my policy")
+
+
+def hostvars():
+    return {
+        "a1": {"edgeops_site": "s1", "edgeops_wave": 0, "workloads_registry": "reg1:5000"},
+        "a2": {"edgeops_site": "s1", "edgeops_wave": 1, "workloads_registry": "reg1:5000"},
+        "b1": {"edgeops_site": "s2", "edgeops_wave": 1, "registry_address": "reg2:5000"},
+        "b2": {"edgeops_site": "s2", "edgeops_wave": 2, "edgeops_release": "demo-0.9"},
+        "c1": {"edgeops_site": "s3", "edgeops_release": "demo-1.1.0"},  # pinned to this very release: a target
+    }
+
+
+def test_plan_keeps_inventory_waves_assigns_others_and_leaves_pinned_devices_out():
+    policy = published(waves=[1, "100%"])
+    plan = f.rollout_plan(["a1", "a2", "b1", "b2", "c1"], hostvars(), policy, "demo-1.1.0")
+    devices = plan["devices"]
+    assert devices["a1"]["wave"] == 0 and devices["b1"]["wave"] == 1
+    assert devices["b2"]["pinned"] == "demo-0.9" and devices["c1"]["pinned"] == ""
+    assert isinstance(devices["c1"]["wave"], int)
+    assert 2 not in plan["waves"]  # only b2, pinned, had wave 2
+    assert plan["canary_wave"] == 0
+    assert [s["site"] for s in plan["sites"]] == ["s1", "s2", "s3"]
+    assert plan["sites"][0] == {"site": "s1", "registry": "reg1:5000", "device": "a1"}
+
+
+def test_plan_without_a_count_first_has_no_canary():
+    plan = f.rollout_plan(["a1"], hostvars(), published(waves=["50%", "100%"]), "r")
+    assert plan["canary_wave"] is None
+
+
+def test_wave_size_and_line():
+    plan = f.rollout_plan(["a1", "a2", "b1", "b2"], hostvars(), published(waves=[1, "100%"]), "demo-1.1.0")
+    assert f.rollout_wave_size(1, plan) == 2
+    assert f.rollout_wave_size(2, plan) == 0  # b2 is pinned
+    assert f.rollout_wave_line(0, plan) == "wave 0 (canary): 1 device(s): a1"
+    many = {"devices": dict(("d%02d" % i, {"wave": 1, "pinned": ""}) for i in range(10)), "canary_wave": 0}
+    assert f.rollout_wave_line(1, many).endswith("d00, d01, d02, d03, d04, d05, d06, d07 and 2 more")
+
+
+def test_images_and_missing_image():
+    manifest = {"workloads": {"predictor": {"image": "edge/predictor", "digest": "sha256:" + "a" * 64},
+                              "api": {"image": "edge/api", "digest": "sha256:" + "b" * 64}}}
+    images = f.rollout_images(manifest)
+    assert [i["workload"] for i in images] == ["api", "predictor"]
+    line = f.rollout_missing_image([{"site": "s1", "registry": ""}, images[0]])
+    assert line == "edge/api@sha256:%s (workload api) is not in (manifest registry), the registry of site s1" % ("b" * 64)
+
+
+def test_collect_reports_hosts_out_of_the_play_as_unreachable_with_their_last_step():
+    hv = {"a1": {"r": {"outcome": "confirmed", "step": "confirmed"}},
+          "a2": {"r": {"outcome": "failed", "step": "switch"}}, "a3": {}}
+    out = f.rollout_collect(["a1", "a2", "a3"], hv, "r", {"outcome": "unreachable"}, active=["a1", "a3"])
+    assert out["a1"]["outcome"] == "confirmed"
+    assert out["a2"] == {"outcome": "unreachable", "step": "switch", "reason": "unreachable (last step: switch)"}
+    assert out["a3"] == {"outcome": "unreachable"}
