@@ -22,24 +22,23 @@ def _plain(value):
 
 
 def rollout_policy(data, overrides=None, source="rollout policy"):
-    """The fleet file's `rollout:` (as the inventory publishes it) with playbook overrides, validated.
+    """The policy the fleet inventory published (``edgeops_rollout``, normalised) with playbook overrides, validated.
 
-    The environment is the fleet's: an override may not change it (else `-e` could turn production into lab
-    and waive the approval lock).
+    The overrides are in the fleet file's form and only they are parsed; the published policy is taken as it is.
+    The environment is the fleet's: an override may not change it (else `-e` could turn production into lab and
+    waive the approval lock).
     """
-    merged = dict(_plain(data or {}))
+    published = _plain(data or {})
     overrides = _plain(overrides or {})
-    if merged and "environment" in overrides and overrides["environment"] != merged.get("environment", "production"):
+    environment = published.get("environment", "production")
+    if published and "environment" in overrides and overrides["environment"] != environment:
         raise AnsibleFilterError("%s: rollout_policy.environment: the environment comes from the fleet file (%s) and "
-                                 "cannot be overridden" % (source, merged.get("environment", "production")))
-    if "wave_plan" in merged:  # the inventory's normalised form back to the fleet file's form
-        merged["waves"] = merged.pop("wave_plan")
-        if isinstance(merged.get("site_cap"), float):
-            merged["site_cap"] = "%g%%" % (merged["site_cap"] * 100)
-    merged.update(overrides)
-    merged.pop("wave_plan", None)
+                                 "cannot be overridden" % (source, environment))
     try:
-        return _plain(load_rollout_policy(merged, source=source))
+        if published and "wave_plan" not in published:
+            # Written by hand in the fleet file's form (a static inventory's group_vars): parsed with the overrides.
+            return _plain(load_rollout_policy(dict(published, **overrides), source=source))
+        return _plain(load_rollout_policy(overrides, source=source, base=published or None))
     except FleetError as exc:
         raise AnsibleFilterError(str(exc))
 

@@ -209,28 +209,39 @@ def load_fleet(data, source="fleet file"):
             "rollout": load_rollout_policy(data.get("rollout"), source=source)}
 
 
-def load_rollout_policy(data, source="fleet file"):
+def load_rollout_policy(data, source="fleet file", base=None):
     """Validate a rollout policy (the fleet file's ``rollout`` mapping, or None); return it normalised.
 
     Every key is in the result, defaults filled in. ``waves`` is parsed ([('count', 1), ('share', 0.1), ...]);
     ``wave_plan`` is the same plan as written ([1, '10%', ...]) for JSON. Errors (FleetError) name ``source``, the
     key and what was expected. Also usable on a policy given as a playbook variable.
+
+    With ``base`` (a policy this function returned, or its JSON form ``policy_for_json``), ``data`` holds overrides:
+    the keys it does not set keep the base's values, already normalised, instead of the defaults.
     """
     check = _Checker(source)
     rollout = check.mapping({} if data is None else data, "rollout", ROLLOUT_KEYS)
-    waves = rollout.get("waves", DEFAULT_WAVES)
-    parsed = parse_waves(list(waves) if isinstance(waves, (list, tuple)) else waves, check)
-    plan = [int(wave) if kind == "count" else str(wave) for (kind, _value), wave in zip(parsed, waves)]
+    if base is not None and "waves" not in rollout:
+        parsed = [(str(kind), value) for kind, value in base["waves"]]
+        plan = list(base["wave_plan"])
+    else:
+        waves = rollout.get("waves", DEFAULT_WAVES)
+        parsed = parse_waves(list(waves) if isinstance(waves, (list, tuple)) else waves, check)
+        plan = [int(wave) if kind == "count" else str(wave) for (kind, _value), wave in zip(parsed, waves)]
+    defaults = dict(ROLLOUT_DEFAULTS, canary_tag="canary", site_cap=1.0, salt="edgeops")
+    if base is not None:
+        defaults.update((key, base[key]) for key in defaults)
     policy = {
         "waves": parsed,
         "wave_plan": plan,
-        "canary_tag": check.name(rollout.get("canary_tag", "canary"), "rollout.canary_tag"),
-        "site_cap": parse_share(rollout["site_cap"], check, "rollout.site_cap") if "site_cap" in rollout else 1.0,
-        "salt": str(rollout.get("salt", "edgeops")),
+        "canary_tag": check.name(rollout.get("canary_tag", defaults["canary_tag"]), "rollout.canary_tag"),
+        "site_cap": parse_share(rollout["site_cap"], check, "rollout.site_cap") if "site_cap" in rollout
+        else defaults["site_cap"],
+        "salt": str(rollout.get("salt", defaults["salt"])),
     }
 
     def get(key):
-        return rollout.get(key, ROLLOUT_DEFAULTS[key])
+        return rollout.get(key, defaults[key])
 
     policy["soak"] = check.integer(get("soak"), "rollout.soak", 0, "a number of seconds >= 0")
     threshold = get("failure_threshold")

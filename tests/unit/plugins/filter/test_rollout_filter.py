@@ -30,6 +30,19 @@ def test_policy_keeps_a_published_site_cap():
     assert policy["site_cap"] == 0.25
 
 
+def test_policy_in_the_fleet_files_form_is_parsed_with_the_overrides():
+    policy = f.rollout_policy({"waves": [2, "100%"], "environment": "lab", "soak": 7}, {"soak": 3})
+    assert policy["wave_plan"] == [2, "100%"] and policy["soak"] == 3 and policy["environment"] == "lab"
+
+
+def test_overrides_are_validated_against_the_published_policy():
+    base = published(waves=[1, "100%"], failure_threshold=20)
+    policy = f.rollout_policy(base, {"waves": ["50%", "100%"]})
+    assert policy["waves"] == [["share", 0.5], ["share", 1.0]] and policy["failure_threshold"] == 20
+    with pytest.raises(AnsibleFilterError, match=r"rollout\.waves"):
+        f.rollout_policy(base, {"waves": []})
+
+
 def test_policy_refuses_a_changed_environment():
     with pytest.raises(AnsibleFilterError, match="rollout_policy.environment: the environment comes from the fleet file"):
         f.rollout_policy(published(), {"environment": "production"})
