@@ -20,23 +20,13 @@ from ansible.plugins.action import ActionBase
 from ansible.utils.display import Display
 
 from ansible_collections.edgeops.fleet.plugins.module_utils import _health as health
+from ansible_collections.edgeops.fleet.plugins.modules.gated_switch import ARGUMENT_SPEC
 from ansible_collections.edgeops.fleet.plugins.plugin_utils import _switch as switch
 
 display = Display()
 
 GENERATION = "edgeops.fleet.generation"
 HEALTH_CHECK = "edgeops.fleet.health_check"
-
-ARGUMENT_SPEC = dict(
-    generation=dict(type="int", required=True),
-    previous=dict(type="int"),
-    confirm_timeout=dict(type="int", default=120),
-    confirm_attempts=dict(type="int", default=3),
-    probes=dict(type="list", elements="dict", default=[]),
-    soak=dict(type="int", default=0),
-    compose_project=dict(type="str", default="edgeops"),
-    controller_probes=dict(type="list", elements="dict", default=[]),
-)
 
 
 def _validated(probes, soak, key):

@@ -22,11 +22,11 @@ from ansible.module_utils.common.text.converters import to_text
 from ansible.plugins.action import ActionBase
 from ansible.utils.display import Display
 
+from ansible_collections.edgeops.fleet.plugins.plugin_utils._switch import drop_connection
+
 display = Display()
 
 MODULE = "edgeops.fleet.nftables"
-# Connection plugins whose reset() really drops the session (others have nothing to drop).
-RESETTABLE = ("ssh", "paramiko", "paramiko_ssh", "ansible.builtin.ssh", "ansible.builtin.paramiko_ssh")
 # Seconds between two login attempts while the change waits for its confirm.
 RETRY_PAUSE = 2
 INTERNAL = ("pending", "now")
@@ -49,18 +49,6 @@ class ActionModule(ActionBase):
 
     TRANSFERS_FILES = False
     _VALID_ARGS = frozenset(("table", "family", "content", "src", "state", "confirm_timeout", "recovery_timeout"))
-
-    def _fresh_connection(self):
-        """Drop the persistent connection so that the next module run logs in again."""
-        transport = getattr(self._connection, "transport", "")
-        if transport not in RESETTABLE:
-            return False
-        try:
-            self._connection.reset()
-        except AnsibleConnectionFailure:
-            pass  # nothing to stop: the next run logs in anyway
-        self._connection.close()
-        return True
 
     def _read_src(self, args):
         src = args.pop("src")
@@ -106,7 +94,7 @@ class ActionModule(ActionBase):
         fresh = False
         while True:
             attempts += 1
-            fresh = self._fresh_connection() or fresh
+            fresh = drop_connection(self._connection) or fresh
             self._connection._shell.tmpdir = None
             try:
                 confirmed = self._execute_module(module_name=MODULE, module_args=confirm_args, task_vars=task_vars)

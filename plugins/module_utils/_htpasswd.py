@@ -31,7 +31,7 @@ import pwd
 import re
 import stat
 
-from ansible_collections.edgeops.fleet.plugins.module_utils._generations import atomic_write
+from ansible_collections.edgeops.fleet.plugins.module_utils._generations.sysio import atomic_write
 
 MIN_COST = 4
 MAX_COST = 31

@@ -7,19 +7,20 @@ The module ``edgeops.fleet.nftables`` and its action plugin are thin; everything
 
 * ``check_content`` refuses anything but the definition of the one managed table (no ``flush ruleset``, no
   ``include``, no other table, no top-level commands);
-* ``replace_script`` / ``absent_script`` build the one ``nft -f`` transaction that replaces (or removes) the
-  table: create-if-absent, delete, define, as ``_generations.nft_replace_script`` does;
+* ``replace_script`` / ``absent_script`` (``_generations.nft``, shared with generations) build the one
+  ``nft -f`` transaction that replaces (or removes) the table: create-if-absent, delete, define;
 * ``normalise_listing`` makes ``nft -s list table`` output comparable (indentation, blank lines, comments and
   the elements the kernel adds to dynamic sets, such as per-source rate limits, do not count);
 * ``Table`` runs ``nft`` on the device: the current listing, the canonical listing of the desired content
   (loaded into an empty network namespace, so nothing live changes, not even in check mode), validation with
   ``nft -c`` against the live ruleset, apply, and the confirm-or-revert protocol below.
 
-Commit-confirmed (``confirm_timeout > 0``), in files under ``STATE_DIR`` (tmpfs: a reboot forgets a pending
-change together with the ruleset it applied)::
+Commit-confirmed (``confirm_timeout > 0``) is the mechanism of generations' dead-man (``_generations.confirm``:
+one minimum timeout, transient systemd timers, one pending-change record), in files under ``STATE_DIR``
+(tmpfs: a reboot forgets a pending change together with the ruleset it applied)::
 
     <family>-<table>.lock                     flock shared by the module and the two scripts below
-    <family>-<table>.pending                  JSON: token, apply_at, revert_at (the change waits for a confirm)
+    <family>-<table>.pending                  the pending-change record (token, unit, now, apply_at, revert_at)
     <family>-<table>.<token>.backup.nft       the table as it was (or its absence), as one nft transaction
     <family>-<table>.<token>.new.nft          the desired table, as one nft transaction
     <family>-<table>.<token>.apply.sh         run APPLY_DELAY s after arming by a transient systemd timer
@@ -42,153 +43,28 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-import fcntl
 import json
 import os
 import re
 import shlex
-import subprocess
-import tempfile
 import time
 import uuid
 
-FAMILIES = ("ip", "ip6", "inet", "arp", "bridge", "netdev")
+from ansible_collections.edgeops.fleet.plugins.module_utils._generations.confirm import (
+    arm_timer, disarm_timer, pending_message, pending_record, read_pending, timeout_problem, write_pending)
+# FAMILIES and check_content are read here by the nftables module (and the firewall role's tests).
+from ansible_collections.edgeops.fleet.plugins.module_utils._generations.nft import (  # pylint: disable=unused-import
+    FAMILIES, NftError, absent_script, check_content, check_name, replace_script, with_script)
+from ansible_collections.edgeops.fleet.plugins.module_utils._generations.sysio import (
+    atomic_write, lock_file, read_text, run)
+
 STATE_DIR = "/run/edgeops-nftables"
 # Seconds between arming and applying: the module's answer reaches the controller first.
 APPLY_DELAY = 2
-# The smallest confirm timeout: the apply delay plus a login over a new connection must fit in it.
-MIN_CONFIRM_TIMEOUT = 10
 REVERT_UNIT = "edgeops-nft-revert-%s"
 APPLY_UNIT = "edgeops-nft-apply-%s"
 
-_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,62}$")
 _TOKEN_RE = re.compile(r"^[0-9a-f]{12}$")
-_DEFINE_RE = re.compile(r"^define\s+[A-Za-z_][A-Za-z0-9_]*\s*=", re.S)
-_TABLE_RE = re.compile(r"^table\s+(\S+)\s+(\S+?)\s*\{", re.S)
-_INCLUDE_RE = re.compile(r"(^|[\s;{])include(\s|\")")
-
-
-class NftError(Exception):
-    """A refusal or failure with a message for the user."""
-
-
-def check_name(table, family):
-    """Refuse a table name or family that could not be put on an nft command line as is."""
-    if family not in FAMILIES:
-        raise NftError("family must be one of %s, got %r" % (", ".join(FAMILIES), family))
-    if not isinstance(table, str) or not _NAME_RE.match(table):
-        raise NftError("table must be a name of letters, digits, '_', '.' or '-' (1-63 characters, not starting "
-                       "with a digit), got %r" % (table,))
-
-
-def _strip_comments(text):
-    """The text without ``#`` comments (outside double quotes), newlines kept."""
-    out = []
-    in_string = False
-    in_comment = False
-    for char in text:
-        if in_comment:
-            if char == "\n":
-                in_comment = False
-                out.append(char)
-            continue
-        if char == '"':
-            in_string = not in_string
-        elif char == "#" and not in_string:
-            in_comment = True
-            continue
-        elif char == "\n" and in_string:
-            raise NftError("content: a string (\"...\") runs past the end of a line")
-        out.append(char)
-    if in_string:
-        raise NftError("content: a string (\"...\") is not closed")
-    return "".join(out)
-
-
-def top_level_statements(text):
-    """Split nft text into its top-level statements (newline or ``;`` separated, braces kept together)."""
-    text = _strip_comments(text)
-    statements = []
-    current = []
-    depth = 0
-    in_string = False
-    line = 1
-    start_line = 1
-    for char in text:
-        if char == '"':
-            in_string = not in_string
-        elif not in_string:
-            if char == "{":
-                depth += 1
-            elif char == "}":
-                depth -= 1
-                if depth < 0:
-                    raise NftError("content: unbalanced '}' on line %d" % line)
-            elif char in "\n;" and depth == 0:
-                stmt = "".join(current).strip()
-                if stmt:
-                    statements.append((start_line, stmt))
-                current = []
-                if char == "\n":
-                    line += 1
-                start_line = line
-                continue
-        if char == "\n":
-            line += 1
-        if not current or not "".join(current).strip():
-            start_line = line
-        current.append(char)
-    if depth != 0:
-        raise NftError("content: %d '{' not closed at the end" % depth)
-    stmt = "".join(current).strip()
-    if stmt:
-        statements.append((start_line, stmt))
-    return statements
-
-
-def check_content(text, family, table):
-    """Refuse content that would do anything but define ``table <family> <table>``.
-
-    Allowed at the top level: ``define`` and ``table <family> <table> { ... }`` blocks (at least one).
-    Refused anywhere: ``include``. Returns the text unchanged.
-    """
-    check_name(table, family)
-    if not isinstance(text, str) or not text.strip():
-        raise NftError("content is empty: it must define table %s %s { ... }" % (family, table))
-    stripped = _strip_comments(text)
-    if re.search(r"(^|[\s;])flush\s+ruleset", stripped):
-        raise NftError("content must not contain 'flush ruleset': it may only define table %s %s" % (family, table))
-    if _INCLUDE_RE.search(stripped):
-        raise NftError("content must not contain 'include': give the whole table %s %s" % (family, table))
-    tables = 0
-    for line, stmt in top_level_statements(text):
-        if _DEFINE_RE.match(stmt):
-            continue
-        match = _TABLE_RE.match(stmt)
-        if match and stmt.endswith("}"):
-            found = (match.group(1), match.group(2))
-            if found != (family, table):
-                raise NftError("content may only define table %s %s, found table %s %s (line %d)"
-                               % (family, table, found[0], found[1], line))
-            tables += 1
-            continue
-        first = stmt.split(None, 1)[0] if stmt.split() else stmt
-        hint = " (give the table's family: table %s %s { ... })" % (family, table) if first == "table" else ""
-        raise NftError("content may only hold 'define' and 'table %s %s { ... }' at the top level; line %d "
-                       "starts with %r%s" % (family, table, line, stmt[:60], hint))
-    if not tables:
-        raise NftError("content does not define table %s %s { ... }" % (family, table))
-    return text
-
-
-def absent_script(family, table):
-    """One transaction that leaves the table absent, whether or not it exists."""
-    return "table %s %s {}\ndelete table %s %s\n" % (family, table, family, table)
-
-
-def replace_script(family, table, content):
-    """One transaction that replaces the table by ``content`` (create-if-absent, delete, define)."""
-    return absent_script(family, table) + content.rstrip() + "\n"
 
 
 def strip_dynamic_elements(listing):
@@ -241,21 +117,21 @@ def normalise_listing(listing):
     return "\n".join(line for line in lines if line and not line.startswith("#")) + "\n"
 
 
+def _timer_shell(paths, family, table, comment, body):
+    """A timer's script: it runs under the table's lock, and only while the change is still pending."""
+    q = dict((k, shlex.quote(v)) for k, v in paths.items())
+    return ("#!/bin/sh\n# edgeops.fleet.nftables: %s\nexec 9>%%(lock)s\nflock 9\n[ -e %%(pending)s ] || exit 0\n%s"
+            % (comment, body)) % dict(q, family=family, table=table)
+
+
 def apply_shell(paths, family, table):
     """The script the apply timer runs: load the new table unless the change is gone (confirmed or reverted)."""
-    q = dict((k, shlex.quote(v)) for k, v in paths.items())
-    return (
-        "#!/bin/sh\n"
-        "# edgeops.fleet.nftables: apply the new table %(family)s %(table)s (commit-confirmed)\n"
-        "exec 9>%(lock)s\n"
-        "flock 9\n"
-        "[ -e %(pending)s ] || exit 0\n"
+    return _timer_shell(paths, family, table, "apply the new table %(family)s %(table)s (commit-confirmed)", (
         "if nft -f %(new)s 2>%(apply_err)s; then\n"
         "  echo \"applied $(date +%%s.%%N)\" >%(applied)s\n"
         "else\n"
         "  echo \"failed $(date +%%s.%%N)\" >%(applied)s\n"
-        "fi\n"
-    ) % dict(q, family=family, table=table)
+        "fi\n"))
 
 
 def revert_shell(paths, family, table):
@@ -264,13 +140,7 @@ def revert_shell(paths, family, table):
     If the backup does not load, the table is deleted instead: that reopens whatever it blocked, and no other
     table is touched.
     """
-    q = dict((k, shlex.quote(v)) for k, v in paths.items())
-    return (
-        "#!/bin/sh\n"
-        "# edgeops.fleet.nftables: no confirm came in time; restore table %(family)s %(table)s as it was\n"
-        "exec 9>%(lock)s\n"
-        "flock 9\n"
-        "[ -e %(pending)s ] || exit 0\n"
+    return _timer_shell(paths, family, table, "no confirm came in time; restore table %(family)s %(table)s as it was", (
         "if nft -f %(backup)s; then\n"
         "  outcome=restored\n"
         "else\n"
@@ -280,8 +150,7 @@ def revert_shell(paths, family, table):
         "echo \"$outcome $(date +%%s.%%N)\" >%(reverted)s\n"
         "rm -f %(pending)s %(backup)s %(new)s\n"
         "logger -t edgeops-nftables \"table %(family)s %(table)s: change not confirmed in time, $outcome the "
-        "previous table\" || true\n"
-    ) % dict(q, family=family, table=table)
+        "previous table\" || true\n"))
 
 
 def change_paths(state_dir, family, table, token):
@@ -305,38 +174,10 @@ def parse_marker(text):
         return None, None
 
 
-def default_run(argv, data=None, timeout=60):
-    proc = subprocess.Popen(argv, stdin=subprocess.PIPE if data is not None else subprocess.DEVNULL,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    try:
-        out, err = proc.communicate(data.encode("utf-8") if data is not None else None, timeout=timeout)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.communicate()
-        return 124, "", "%s timed out after %d s" % (argv[0], timeout)
-    return proc.returncode, out.decode("utf-8", "replace"), err.decode("utf-8", "replace")
-
-
-def _write(path, text, mode=0o600):
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=os.path.dirname(path))
-    with os.fdopen(fd, "w") as handle:
-        handle.write(text)
-    os.chmod(tmp, mode)
-    os.rename(tmp, path)
-
-
-def _read(path):
-    try:
-        with open(path) as handle:
-            return handle.read()
-    except (IOError, OSError):
-        return None
-
-
 class Table(object):
     """One table on this device, driven through the nft program."""
 
-    def __init__(self, family, table, nft="nft", run=default_run, state_dir=STATE_DIR):
+    def __init__(self, family, table, nft="nft", run=run, state_dir=STATE_DIR):
         check_name(table, family)
         self.family, self.table, self.nft = family, table, nft
         self.run = run
@@ -353,19 +194,10 @@ class Table(object):
             return None
         raise NftError("nft list table %s %s failed: %s" % (self.family, self.table, err.strip()))
 
-    def _with_script(self, script, action):
-        fd, path = tempfile.mkstemp(prefix="edgeops-nft-", suffix=".nft")
-        try:
-            with os.fdopen(fd, "w") as handle:
-                handle.write(script)
-            return action(path)
-        finally:
-            os.unlink(path)
-
     def validate(self, content):
         """``nft -c`` of the replacing transaction against the live ruleset (changes nothing)."""
         script = replace_script(self.family, self.table, content)
-        rc, _out, err = self._with_script(script, lambda p: self.run([self.nft, "-c", "-f", p], timeout=60))
+        rc, _out, err = with_script(script, lambda p: self.run([self.nft, "-c", "-f", p], timeout=60))
         if rc != 0:
             raise NftError("content does not validate (nft -c): %s" % err.strip())
 
@@ -376,7 +208,7 @@ class Table(object):
         def load_and_list(path):
             return self.run(["unshare", "--net", "--", "sh", "-c", 'nft -f "$1" && nft -s list table "$2" "$3"',
                              "sh", path, self.family, self.table], timeout=60)
-        rc, out, err = self._with_script(script, load_and_list)
+        rc, out, err = with_script(script, load_and_list)
         if rc != 0:
             raise NftError("content validates against this device's ruleset but does not load into an empty network "
                            "namespace, where it is compared with the live table (rules such as 'iif'/'oif' that "
@@ -393,36 +225,28 @@ class Table(object):
         lock = self._lock()
         try:
             self.refuse_pending()
-            rc, _out, err = self._with_script(script, lambda p: self.run([self.nft, "-f", p], timeout=60))
+            rc, _out, err = with_script(script, lambda p: self.run([self.nft, "-f", p], timeout=60))
         finally:
-            lock.close()
+            os.close(lock)
         if rc != 0:
             raise NftError("nft -f failed: %s" % err.strip())
 
     # ----- commit-confirmed
 
     def _lock(self):
+        """The lock of the table (shared with the apply and revert scripts); close it to unlock."""
         if not os.path.isdir(self.state_dir):
             os.makedirs(self.state_dir, 0o700)
-        handle = open(os.path.join(self.state_dir, "%s-%s.lock" % (self.family, self.table)), "a")
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        return handle
+        return lock_file(os.path.join(self.state_dir, "%s-%s.lock" % (self.family, self.table)))
 
     def pending(self):
-        text = _read(os.path.join(self.state_dir, "%s-%s.pending" % (self.family, self.table)))
-        return json.loads(text) if text else None
+        return read_pending(os.path.join(self.state_dir, "%s-%s.pending" % (self.family, self.table)))
 
     def pending_message(self):
         """Why the table must not be changed or reported as it is now (a change still waits for its confirm and
         may revert), or None."""
         waiting = self.pending()
-        if not waiting:
-            return None
-        token = waiting.get("token")
-        return ("table %s %s: a commit-confirmed change (token %s, systemd timer %s) is pending until %s (it reverts "
-                "by itself unless confirmed); re-run after it has reverted or been confirmed"
-                % (self.family, self.table, token, REVERT_UNIT % token,
-                   time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(waiting.get("revert_at", 0)))))
+        return pending_message("table %s %s" % (self.family, self.table), waiting) if waiting else None
 
     def refuse_pending(self):
         message = self.pending_message()
@@ -442,8 +266,9 @@ class Table(object):
     def arm(self, content, current, timeout, now=None):
         """Save the table as it is, schedule the apply of ``content`` (None: absent) in APPLY_DELAY s and the
         revert ``timeout`` s after that. Returns the change's record (token, apply_at, revert_at, now)."""
-        if timeout < MIN_CONFIRM_TIMEOUT:
-            raise NftError("confirm_timeout must be 0 (no confirm) or at least %d s, got %d" % (MIN_CONFIRM_TIMEOUT, timeout))
+        problem = timeout_problem(timeout, zero_disables=True)
+        if problem:
+            raise NftError(problem)
         lock = self._lock()
         try:
             self.refuse_pending()
@@ -454,7 +279,7 @@ class Table(object):
             backup_note = None
             if current is not None:
                 backup = replace_script(self.family, self.table, strip_dynamic_elements(current))
-                rc, _out, err = self._with_script(backup, lambda p: self.run([self.nft, "-c", "-f", p], timeout=60))
+                rc, _out, err = with_script(backup, lambda p: self.run([self.nft, "-c", "-f", p], timeout=60))
                 if rc != 0:
                     # nft cannot always read back what it lists; removing the table is the safe way back.
                     backup = absent_script(self.family, self.table)
@@ -462,13 +287,12 @@ class Table(object):
                                    "removes the table instead of restoring it" % err.strip())
             new = absent_script(self.family, self.table) if content is None else \
                 replace_script(self.family, self.table, content)
-            _write(paths["backup"], backup)
-            _write(paths["new"], new)
-            _write(paths["apply_sh"], apply_shell(paths, self.family, self.table), 0o700)
-            _write(paths["revert_sh"], revert_shell(paths, self.family, self.table), 0o700)
-            now = time.time() if now is None else now
-            record = {"token": token, "now": now, "apply_at": now + APPLY_DELAY, "revert_at": now + APPLY_DELAY + timeout}
-            _write(paths["pending"], json.dumps(record))
+            atomic_write(paths["backup"], backup, 0o600)
+            atomic_write(paths["new"], new, 0o600)
+            atomic_write(paths["apply_sh"], apply_shell(paths, self.family, self.table), 0o700)
+            atomic_write(paths["revert_sh"], revert_shell(paths, self.family, self.table), 0o700)
+            record = pending_record(token, REVERT_UNIT % token, timeout, now, APPLY_DELAY)
+            write_pending(paths["pending"], record)
             try:
                 self._timer(REVERT_UNIT % token, APPLY_DELAY + timeout, paths["revert_sh"],
                             "edgeops nftables: restore table %s %s unless confirmed" % (self.family, self.table))
@@ -481,19 +305,17 @@ class Table(object):
                 record["warning"] = backup_note
             return record
         finally:
-            lock.close()
+            os.close(lock)
 
     def _timer(self, unit, delay, script, description):
-        rc, out, err = self.run(["systemd-run", "--unit=%s" % unit, "--on-active=%ds" % delay,
-                                 "--timer-property=AccuracySec=100ms", "--collect",
-                                 "--description=%s" % description, "/bin/sh", script], timeout=30)
-        if rc != 0:
+        error = arm_timer(self.run, unit, delay, description, ["/bin/sh", script])
+        if error:
             raise NftError("could not arm %s (systemd-run; commit-confirmed needs systemd on the device): %s"
-                           % (unit, (err or out).strip()))
+                           % (unit, error))
 
     def _cancel(self, token, paths, keep=()):
         for unit in (REVERT_UNIT % token, APPLY_UNIT % token):
-            self.run(["systemctl", "stop", unit + ".timer"], timeout=30)
+            disarm_timer(self.run, unit)
         for name, path in paths.items():
             if name not in ("lock",) + tuple(keep):
                 try:
@@ -517,20 +339,20 @@ class Table(object):
                 waiting = self.pending()
                 if not waiting or waiting.get("token") != token:
                     return self._outcome(token, paths)
-                applied, applied_at = parse_marker(_read(paths["applied"]))
+                applied, applied_at = parse_marker(read_text(paths["applied"]))
                 if applied is not None or time.time() >= deadline:
                     return self._settle(token, paths, waiting, applied, applied_at, wait_apply)
             finally:
-                lock.close()
+                os.close(lock)
             time.sleep(0.5)
 
     def _settle(self, token, paths, waiting, applied, applied_at, wait_apply):
         """Under the lock, with the change still pending: confirm it, or cancel it when its apply failed."""
-        error = (_read(paths["apply_err"]) or "").strip()
+        error = (read_text(paths["apply_err"]) or "").strip()
         if applied == "applied":
             answer = {"confirmed": True, "applied_at": applied_at, "revert_at": waiting["revert_at"]}
             # Written before the pending file goes: a retry whose first answer was lost gets the same answer.
-            _write(paths["confirmed"], json.dumps(answer))
+            atomic_write(paths["confirmed"], json.dumps(answer), 0o600)
             self._cancel(token, paths, keep=("confirmed",))
             return answer
         self._cancel(token, paths)
@@ -540,10 +362,10 @@ class Table(object):
         raise NftError("nft -f failed when the change was applied (the table is unchanged): %s" % error)
 
     def _outcome(self, token, paths):
-        outcome, reverted_at = parse_marker(_read(paths["reverted"]))
-        applied, applied_at = parse_marker(_read(paths["applied"]))
+        outcome, reverted_at = parse_marker(read_text(paths["reverted"]))
+        applied, applied_at = parse_marker(read_text(paths["applied"]))
         if outcome is None:
-            answer = _read(paths["confirmed"])
+            answer = read_text(paths["confirmed"])
             if answer:
                 return json.loads(answer)  # confirmed by an earlier call whose answer did not reach the controller
             raise NftError("no pending change of table %s %s with token %s (confirmed earlier, or the device "

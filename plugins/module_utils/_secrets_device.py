@@ -21,7 +21,7 @@ import os
 import re
 import stat
 
-from ansible_collections.edgeops.fleet.plugins.module_utils._generations import atomic_write
+from ansible_collections.edgeops.fleet.plugins.module_utils._generations.sysio import atomic_write
 
 SCRIPT_PATH = "/usr/local/sbin/edgeops-secrets-restore"
 UNIT_PATH = "/etc/systemd/system/edgeops-secrets.service"

@@ -74,13 +74,15 @@ attributes:
     description: The steps are driven by the action plugin on the controller; each device step is a module run.
   check_mode:
     support: partial
-    description: Asks the device whether it would switch; no gate runs and nothing is confirmed.
+    details: Asks the device whether it would switch; no gate runs and nothing is confirmed.
+    description: Can run in check_mode and return changed status prediction without modifying target.
   diff_mode:
     support: none
     description: The switch's own diff is that of M(edgeops.fleet.generation).
   platform:
     support: full
     platforms: posix
+    description: Target OS/families that can be operated against.
 seealso:
   - module: edgeops.fleet.generation
   - module: edgeops.fleet.health_check
@@ -156,19 +158,22 @@ rollback_error:
 
 from ansible.module_utils.basic import AnsibleModule
 
+# Also the action plugin's (plugins/action/gated_switch.py), which does the work.
+ARGUMENT_SPEC = dict(
+    generation=dict(type="int", required=True),
+    previous=dict(type="int"),
+    confirm_timeout=dict(type="int", default=120),
+    confirm_attempts=dict(type="int", default=3),
+    probes=dict(type="list", elements="dict", default=[]),
+    soak=dict(type="int", default=0),
+    compose_project=dict(type="str", default="edgeops"),
+    controller_probes=dict(type="list", elements="dict", default=[]),
+)
+
 
 def main():
     # Only reached when the action plugin is bypassed (a host without the collection's action plugins).
-    module = AnsibleModule(argument_spec=dict(
-        generation=dict(type="int", required=True),
-        previous=dict(type="int"),
-        confirm_timeout=dict(type="int", default=120),
-        confirm_attempts=dict(type="int", default=3),
-        probes=dict(type="list", elements="dict", default=[]),
-        soak=dict(type="int", default=0),
-        compose_project=dict(type="str", default="edgeops"),
-        controller_probes=dict(type="list", elements="dict", default=[]),
-    ), supports_check_mode=True)
+    module = AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True)
     module.fail_json(msg="edgeops.fleet.gated_switch runs on the controller through its action plugin")
 
 

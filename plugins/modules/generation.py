@@ -45,9 +45,9 @@ options:
       - The release to stage (O(state=staged)). Keys C(id) (required), C(compose) (mapping or YAML text),
         C(nftables) (text that defines only C(table inet edgeops)), C(vms) (name to domain XML), C(files)
         (list of C(path), C(content), C(mode)) and C(health_checks).
-      - Each health check has C(name), C(type) (C(http) with C(url), C(status), C(body); C(tcp) with C(host), C(port);
-        C(container) with C(service); C(systemd) with C(unit); C(command) with C(argv), C(exit_code)) and
-        C(retries) (attempts, default 3), C(interval) (seconds, default 2), C(timeout) (seconds, default 5).
+      - C(health_checks) is a list of probes, the schema of M(edgeops.fleet.health_check) described in the notes
+        (C(name) optional here). The device runs them after a switch, a rollback and at boot; an unreachable target
+        counts as a failure there.
       - Unknown keys are refused, naming the key, before anything is written.
     type: dict
   generation:
@@ -57,7 +57,10 @@ options:
         the previous confirmed one for O(state=rolled_back).
     type: int
   confirm_timeout:
-    description: Seconds the device waits for O(state=confirmed) after a switch before reverting by itself.
+    description:
+      - Seconds the device waits for O(state=confirmed) after a switch before reverting by itself.
+      - At least 10 (the minimum of every commit-confirmed change of this collection, M(edgeops.fleet.nftables)
+        too); the activation and the health checks run within it.
     type: int
     default: 120
   health_checks:
@@ -94,6 +97,8 @@ attributes:
     description: Staging the same release again returns the existing generation; switching to the current one is a no-op.
 notes:
   - Run on the device as root.
+extends_documentation_fragment:
+  - edgeops.fleet.probes
 seealso:
   - module: edgeops.fleet.generation_info
   - name: deploy-rs magic rollback
@@ -210,7 +215,13 @@ import os
 import signal
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.edgeops.fleet.plugins.module_utils import _generations as gens
+from ansible_collections.edgeops.fleet.plugins.module_utils._generations.config import (
+    AGENT_VERSION, installed_agent_version, load_config)
+from ansible_collections.edgeops.fleet.plugins.module_utils._generations.confirm import DEFAULT_CONFIRM_TIMEOUT
+from ansible_collections.edgeops.fleet.plugins.module_utils._generations.errors import GenerationError
+from ansible_collections.edgeops.fleet.plugins.module_utils._generations.plans import (
+    next_generation_id, previous_confirmed)
+from ansible_collections.edgeops.fleet.plugins.module_utils._generations.store import Store
 
 
 def _artifacts_text(store, generation):
@@ -231,7 +242,7 @@ def _check_mode(module, store, params, result):
     if state == "staged":
         norm, arts, existing = store.plan_stage(params["release"])
         result["changed"] = existing is None
-        result["generation"] = existing if existing is not None else gens.next_generation_id(store.generation_ids())
+        result["generation"] = existing if existing is not None else next_generation_id(store.generation_ids())
         if module._diff:
             after = "".join("# --- %s\n%s\n" % (rel, arts[rel].decode("utf-8").rstrip()) for rel in sorted(arts))
             result["diff"] = {"before": _artifacts_text(store, current), "after": after,
@@ -249,7 +260,7 @@ def _check_mode(module, store, params, result):
     elif state == "rolled_back":
         target = params["generation"]
         if target is None:
-            target = confirmed if current != confirmed else gens.previous_confirmed(store.read_state()["history"], current)
+            target = confirmed if current != confirmed else previous_confirmed(store.read_state()["history"], current)
         result["generation"] = target
         result["changed"] = not (current == target == confirmed)
     elif state == "gc":
@@ -263,7 +274,7 @@ def main():
             state=dict(type="str", required=True, choices=["staged", "switched", "confirmed", "rolled_back", "gc"]),
             release=dict(type="dict"),
             generation=dict(type="int"),
-            confirm_timeout=dict(type="int", default=gens.DEFAULT_CONFIRM_TIMEOUT),
+            confirm_timeout=dict(type="int", default=DEFAULT_CONFIRM_TIMEOUT),
             health_checks=dict(type="bool", default=True),
             pull=dict(type="bool", default=True),
             keep=dict(type="int", default=5),
@@ -278,15 +289,15 @@ def main():
     first_new_incident = 0
     store = None
     try:
-        store = gens.Store(gens.load_config())
+        store = Store(load_config())
         first_new_incident = len(store.incidents())
         if state in ("switched", "rolled_back") and not module.check_mode:
-            installed = gens.installed_agent_version()
-            if installed != gens.AGENT_VERSION:
+            installed = installed_agent_version()
+            if installed != AGENT_VERSION:
                 module.fail_json(msg="the device agent is %s but this module needs version %s: apply the "
                                      "edgeops.fleet.agent role first (it installs the dead-man and boot recovery units)"
                                      % ("not installed" if installed is None else "version %s" % installed,
-                                        gens.AGENT_VERSION), **result)
+                                        AGENT_VERSION), **result)
         before = store.pointer("current")
         if module.check_mode:
             _check_mode(module, store, params, result)
@@ -315,7 +326,7 @@ def main():
             result["diff"] = {"before": "current: %s\n" % before, "after": "current: %s\n" % after}
         listing = store.listing(incidents_after=first_new_incident)
         result.update(dict((k, v) for k, v in listing.items() if k not in ("history", "boot_failures")))
-    except gens.GenerationError as exc:
+    except GenerationError as exc:
         result.update(exc.details)
         if exc.artifact:
             result["artifact"] = exc.artifact

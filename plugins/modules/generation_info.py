@@ -121,7 +121,9 @@ images_unused_bytes:
 """
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.edgeops.fleet.plugins.module_utils import _generations as gens
+from ansible_collections.edgeops.fleet.plugins.module_utils._generations.config import load_config
+from ansible_collections.edgeops.fleet.plugins.module_utils._generations.errors import GenerationError
+from ansible_collections.edgeops.fleet.plugins.module_utils._generations.store import Store
 
 
 def main():
@@ -134,11 +136,11 @@ def main():
         supports_check_mode=True,
     )
     try:
-        store = gens.Store(gens.load_config())
+        store = Store(load_config())
         result = store.listing(incidents_after=module.params["incidents_after"], live=module.params["drift"])
         if module.params["images"]:
             result.update(store.image_report())
-    except gens.GenerationError as exc:
+    except GenerationError as exc:
         module.fail_json(msg=exc.message)
     module.exit_json(changed=False, **result)
 

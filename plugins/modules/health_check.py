@@ -15,11 +15,8 @@ version_added: 0.1.0
 author:
   - edgeops.fleet developers (@edgeops)
 description:
-  - Runs a list of probes and gives each one a verdict, then the gate's verdict. C(passed) means the probe
-    passed (and kept passing for O(soak) seconds); C(failed) means the target answered and the answer was wrong
-    (connection refused, wrong HTTP status or body, metric out of bounds, container or unit not running, wrong
-    exit code); C(inconclusive) means the target could not be reached at all (connect timeout, no route to the
-    host or network, name resolution failure), so nothing can be said about the service.
+  - Runs a list of probes and gives each one a verdict (C(passed), C(failed) or C(inconclusive), see the notes),
+    then the gate's verdict. A probe passes when it passed and kept passing for O(soak) seconds.
   - The gate's verdict is C(failed) if any probe failed, else C(inconclusive) if any probe is inconclusive, else
     C(passed). The task fails when it is listed in O(fail_on); a rollout sets O(fail_on=[]) and branches on
     RV(verdict).
@@ -30,30 +27,15 @@ description:
     sample fails the probe (RV(probes[].failed_at) says when) and ends the gate; an unreachable sample makes the
     probe inconclusive. The whole gate takes about the slowest first pass plus O(soak).
   - Runs on the device (the default) or on the controller with C(delegate_to=localhost); C(container), C(systemd)
-    and C(command) probes look at the host the module runs on. HTTP requests ignore proxy settings.
-  - The C(container), C(systemd) and C(command) probes are those of the device's local health checks
-    (M(edgeops.fleet.generation)), so a release's C(health_checks) can be used as probes once each has a name.
+    and C(command) probes look at the host the module runs on.
+  - The probes are the health checks of a release (M(edgeops.fleet.generation)), one schema and one implementation
+    (see the notes), so a release's C(health_checks) can be used as probes once each has a name.
 options:
   probes:
     description:
-      - The probes, each a mapping. Unknown keys and missing or invalid values are refused before anything is
-        probed, naming the probe (index and name) and the key.
-      - Every probe has C(name) (required, unique), C(type) (required, one of C(http), C(tcp), C(container),
-        C(systemd), C(metric), C(command)), C(retries) (attempts before a verdict, default 3), C(interval)
-        (seconds between attempts and between soak samples, default 2) and C(timeout) (seconds per attempt,
-        default 5).
-      - C(http) - C(url) (required), C(status) (expected status, default 200), C(body) (a substring the body must
-        contain), C(body_regex) (a Python regular expression that must match somewhere in the body).
-      - C(tcp) - C(port) (required), C(host) (default C(127.0.0.1)).
-      - C(container) - C(service), a compose service of project O(compose_project); every container of the service
-        must be running and, when it has a health check, healthy.
-      - C(systemd) - C(unit), which must be active.
-      - C(metric) - C(url) of a Prometheus text exposition endpoint, C(metric) (name), C(labels) (optional mapping;
-        every label must match), C(op) (one of C(<), C(<=), C(>), C(>=), C(==), C(!=)) and C(threshold) (a number),
-        all required but C(labels). Every sample that matches must satisfy C(value op threshold); no matching
-        sample is a failure.
-      - C(command) - C(argv) (required, a list, run without a shell), C(exit_code) (default 0). The command runs in
-        check mode too, so it must not change anything.
+      - The probes, each a mapping with C(name), C(type) and the keys of its type, as the notes describe.
+        Unknown keys and missing or invalid values are refused before anything is probed, naming the probe
+        (index and name) and the key.
     type: list
     elements: dict
     required: true
@@ -94,6 +76,10 @@ attributes:
       - edgeops.fleet.rollout
 notes:
   - Uses the Python standard library only; C(container) probes need the C(docker) CLI on the probed host.
+  - In process on the controller, the function C(gate) of C(plugins/module_utils/_health.py) validates and runs the
+    same gate.
+extends_documentation_fragment:
+  - edgeops.fleet.probes
 seealso:
   - module: edgeops.fleet.generation
 """
@@ -240,12 +226,11 @@ def main():
     )
     params = module.params
     try:
-        probes, soak, fail_on = health.validate_gate(params["probes"], params["soak"], params["fail_on"])
+        result = health.gate(params["probes"], params["soak"], params["fail_on"], params["compose_project"])
     except health.HealthError as exc:
         module.fail_json(msg=str(exc), changed=False)
-    result = health.run_gate(probes, soak, health.HealthProbe(compose_project=params["compose_project"]))
     result["changed"] = False
-    if result["verdict"] in fail_on:
+    if result.pop("fail"):
         module.fail_json(**result)
     module.exit_json(**result)
 

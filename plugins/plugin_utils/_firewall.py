@@ -17,6 +17,8 @@ import ipaddress
 import re
 import shlex
 
+from ansible_collections.edgeops.fleet.plugins.module_utils._generations.confirm import MIN_CONFIRM_TIMEOUT
+
 PROTOCOLS = ("tcp", "udp")
 EGRESS_POLICIES = ("accept", "restrict")
 PUBLISHED_POLICIES = ("declared", "all")
@@ -204,6 +206,21 @@ OPTIONS = ("firewall_table", "firewall_state", "firewall_ssh", "firewall_ssh_por
            "firewall_forward_extra_rules")
 
 
+def _timeouts(confirm, recovery):
+    """The commit-confirmed timeouts, against the one minimum the nftables module and generations share."""
+    if confirm is not None and confirm != 0 and _whole(confirm) < MIN_CONFIRM_TIMEOUT:
+        _fail("firewall_confirm_timeout", "0 (no confirm) or a whole number of seconds >= %d" % MIN_CONFIRM_TIMEOUT,
+              confirm)
+    if recovery is not None and _whole(recovery) < MIN_CONFIRM_TIMEOUT:
+        _fail("firewall_recovery_timeout", "a whole number of seconds >= %d" % MIN_CONFIRM_TIMEOUT, recovery)
+
+
+def _whole(value):
+    if isinstance(value, str) and value.strip().isdigit():
+        return int(value.strip())
+    return value if isinstance(value, int) and not isinstance(value, bool) else -1
+
+
 def firewall_spec(options, ssh_common_args="", controller_address=""):
     """Check the firewall role's settings and return the template's description of the table.
 
@@ -219,6 +236,7 @@ def firewall_spec(options, ssh_common_args="", controller_address=""):
         raise FirewallConfigError("%s: missing from the firewall role's settings (the role passes every option of "
                                   "its argument spec)" % ", ".join(missing))
     get = options.get
+    _timeouts(get("firewall_confirm_timeout"), get("firewall_recovery_timeout"))
     table = get("firewall_table")
     state = get("firewall_state")
     site_network = get("firewall_site_network")

@@ -158,10 +158,14 @@ RESETTABLE = ("ssh", "paramiko", "paramiko_ssh", "ansible.builtin.ssh", "ansible
 
 
 def drop_connection(connection):
-    """Drop the persistent connection so that the next module run logs in again."""
+    """Drop the persistent connection so that the next module run logs in again (also the nftables action's)."""
+    from ansible.errors import AnsibleConnectionFailure
+
     if getattr(connection, "transport", "") not in RESETTABLE:
         return False
-    connection.reset()
-    # reset() stops the ControlPersist master; close() forgets any in-process session.
-    connection.close()
+    try:
+        connection.reset()  # stops the ControlPersist master
+    except AnsibleConnectionFailure:
+        pass  # nothing to stop: the next run logs in anyway
+    connection.close()  # forgets any in-process session
     return True

@@ -17,7 +17,10 @@ import os
 
 import pytest
 
-from ansible_collections.edgeops.fleet.plugins.module_utils import _generations as g
+from ansible_collections.edgeops.fleet.plugins.module_utils._generations import (
+    cli, config, confirm, errors, nft, plans, probes, sysio)
+from ansible_collections.edgeops.fleet.plugins.module_utils._generations import release as releases
+from ansible_collections.edgeops.fleet.plugins.module_utils._generations.store import Store
 
 
 def release(rel, path, extra=None, checks=None):
@@ -37,7 +40,7 @@ class Recorder:
     def __call__(self, argv, input_data=None, timeout=None, env=None):
         self.calls.append(list(argv))
         if argv[0] == "grep":
-            return g.run(argv, timeout=timeout)
+            return sysio.run(argv, timeout=timeout)
         return 0, "", ""
 
     def armed(self):
@@ -45,11 +48,10 @@ class Recorder:
 
 
 @pytest.fixture
-def store(tmp_path, monkeypatch):
+def store(tmp_path):
     # No docker, nft or virsh in a unit test: activation then manages files only.
-    monkeypatch.setattr(g, "which", lambda program: None)
     rec = Recorder()
-    st = g.Store({"state_dir": str(tmp_path / "state")}, runner=rec, sleep=lambda s: None)
+    st = Store({"state_dir": str(tmp_path / "state")}, runner=rec, sleep=lambda s: None, which=lambda program: None)
     st.recorder = rec
     return st
 
@@ -57,66 +59,83 @@ def store(tmp_path, monkeypatch):
 # ---- pure functions --------------------------------------------------------------------
 
 def test_validate_release_names_the_bad_key():
-    with pytest.raises(g.GenerationError, match=r"unknown key\(s\) firewal"):
-        g.validate_release({"id": "r1", "firewal": ""})
-    with pytest.raises(g.GenerationError, match=r"release.health_checks\[0\].url is required"):
-        g.validate_release({"id": "r1", "health_checks": [{"type": "http"}]})
-    with pytest.raises(g.GenerationError, match=r"release.files\[0\].path must be an absolute"):
-        g.validate_release({"id": "r1", "files": [{"path": "etc/x", "content": ""}]})
-    with pytest.raises(g.GenerationError, match=r"release.id"):
-        g.validate_release({"id": "../x"})
-    with pytest.raises(g.GenerationError, match=r"health_checks\[0\]: unknown key\(s\) body for type tcp"):
-        g.validate_release({"id": "r", "health_checks": [{"type": "tcp", "port": 1, "body": "x"}]})
+    with pytest.raises(errors.GenerationError, match=r"unknown key\(s\) firewal"):
+        releases.validate_release({"id": "r1", "firewal": ""})
+    with pytest.raises(errors.GenerationError, match=r"release.health_checks\[0\].url is required"):
+        releases.validate_release({"id": "r1", "health_checks": [{"type": "http"}]})
+    with pytest.raises(errors.GenerationError, match=r"release.files\[0\].path must be an absolute"):
+        releases.validate_release({"id": "r1", "files": [{"path": "etc/x", "content": ""}]})
+    with pytest.raises(errors.GenerationError, match=r"release.id"):
+        releases.validate_release({"id": "../x"})
+    with pytest.raises(errors.GenerationError, match=r"health_checks\[0\]: unknown key\(s\) body for type tcp"):
+        releases.validate_release({"id": "r", "health_checks": [{"type": "tcp", "port": 1, "body": "x"}]})
 
 
 def test_nft_ruleset_only_our_table():
-    g.check_nft_ruleset("table inet edgeops {\n}\n")
+    nft.check_nft_ruleset("table inet edgeops {\n}\n")
     for bad in ("flush ruleset\ntable inet edgeops {}", "table ip filter {}", "table inet edgeops {}\ntable inet docker {}"):
-        with pytest.raises(g.GenerationError) as err:
-            g.check_nft_ruleset(bad)
+        with pytest.raises(errors.GenerationError) as err:
+            nft.check_nft_ruleset(bad)
         assert err.value.artifact == "nftables.nft"
-    script = g.nft_replace_script("table inet edgeops { }")
+    script = nft.nft_replace_script("table inet edgeops { }")
     assert script.splitlines()[:2] == ["table inet edgeops {}", "delete table inet edgeops"]
 
 
+def test_a_release_ruleset_is_checked_like_the_nftables_module_content():
+    # A rule added to another table is no definition of ours (the regex check of old let it through).
+    with pytest.raises(errors.GenerationError, match=r"^release.nftables: content may only hold 'define' and "
+                                                     r"'table inet edgeops \{ ... \}' at the top level; line 3") as err:
+        nft.check_nft_ruleset("table inet edgeops {\n}\nadd rule ip filter input drop\n")
+    assert err.value.artifact == "nftables.nft"
+
+
+def test_one_minimum_confirm_timeout_for_generations_and_nftables(store, tmp_path):
+    assert confirm.MIN_CONFIRM_TIMEOUT == 10
+    assert confirm.timeout_problem(10) is None and confirm.timeout_problem(0, zero_disables=True) is None
+    store.stage(release("r1", tmp_path / "app.conf"))
+    with pytest.raises(errors.GenerationError, match=r"^confirm_timeout must be an integer of at least 10 s, got 9$"):
+        store.switch(1, 9)
+    assert store.switch(1, 10)["changed"]
+
+
 def test_manifest_and_digest_are_stable():
-    rel = g.validate_release({"id": "r1", "compose": {"services": {"b": {"image": "x"}, "a": {"image": "y"}}}})
-    arts = g.render_artifacts(rel)
-    one = g.build_manifest(1, rel, arts, "t0")
-    two = g.build_manifest(1, g.validate_release({"id": "r1", "compose": {"services": {"a": {"image": "y"}, "b": {"image": "x"}}}}),
-                           g.render_artifacts(rel), "t1")
+    rel = releases.validate_release({"id": "r1", "compose": {"services": {"b": {"image": "x"}, "a": {"image": "y"}}}})
+    arts = releases.render_artifacts(rel)
+    one = releases.build_manifest(1, rel, arts, "t0")
+    two = releases.build_manifest(1, releases.validate_release({"id": "r1", "compose": {"services": {"a": {"image": "y"}, "b": {"image": "x"}}}}),
+                                  releases.render_artifacts(rel), "t1")
     assert one["content_digest"] == two["content_digest"]
-    assert one["artifacts"]["compose.yaml"]["sha256"] == g.sha256_bytes(arts["compose.yaml"])
-    other = g.validate_release({"id": "r2", "compose": {"services": {"a": {"image": "y"}, "b": {"image": "x"}}}})
-    assert g.build_manifest(1, other, g.render_artifacts(other), "t0")["content_digest"] != one["content_digest"]
+    assert one["artifacts"]["compose.yaml"]["sha256"] == sysio.sha256_bytes(arts["compose.yaml"])
+    other = releases.validate_release({"id": "r2", "compose": {"services": {"a": {"image": "y"}, "b": {"image": "x"}}}})
+    assert releases.build_manifest(1, other, releases.render_artifacts(other), "t0")["content_digest"] != one["content_digest"]
 
 
 def test_gc_plan_keeps_newest_and_protected():
-    assert g.gc_plan([1, 2, 3, 4, 5, 6], 2, [1, None]) == ([1, 5, 6], [2, 3, 4])
-    assert g.gc_plan([1], 5, []) == ([1], [])
-    with pytest.raises(g.GenerationError):
-        g.gc_plan([1], 0, [])
+    assert plans.gc_plan([1, 2, 3, 4, 5, 6], 2, [1, None]) == ([1, 5, 6], [2, 3, 4])
+    assert plans.gc_plan([1], 5, []) == ([1], [])
+    with pytest.raises(errors.GenerationError):
+        plans.gc_plan([1], 0, [])
 
 
 def test_images_only_in_removed():
-    assert g.images_only_in([{"images": ["a", "b"]}], [{"images": ["b", "c"]}]) == ["a"]
+    assert plans.images_only_in([{"images": ["a", "b"]}], [{"images": ["b", "c"]}]) == ["a"]
 
 
 def test_boot_plan_and_greenboot_rule():
-    assert g.boot_plan(3, 3)["action"] == "reassert"
-    plan = g.boot_plan(4, 3)
+    assert plans.boot_plan(3, 3)["action"] == "reassert"
+    plan = plans.boot_plan(4, 3)
     assert plan == dict(plan, action="revert", target=3)
-    assert g.boot_plan(None, 2)["action"] == "revert"
-    assert g.after_boot_health(True, 2, 3, [1, 2], 2) == {"action": "healthy", "failures": 0}
-    assert g.after_boot_health(False, 0, 3, [1, 2], 2) == {"action": "record", "failures": 1}
-    assert g.after_boot_health(False, 2, 3, [1, 2], 2) == {"action": "rollback", "failures": 3, "target": 1}
-    assert g.previous_confirmed([1, 2, 5], 5) == 2
+    assert plans.boot_plan(None, 2)["action"] == "revert"
+    assert plans.after_boot_health(True, 2, 3, [1, 2], 2) == {"action": "healthy", "failures": 0}
+    assert plans.after_boot_health(False, 0, 3, [1, 2], 2) == {"action": "record", "failures": 1}
+    assert plans.after_boot_health(False, 2, 3, [1, 2], 2) == {"action": "rollback", "failures": 3, "target": 1}
+    assert plans.previous_confirmed([1, 2, 5], 5) == 2
 
 
 def test_health_check_retries_then_reports(monkeypatch):
-    results = iter([(False, "no"), (False, "no"), (True, "yes")])
-    ok, out = g.run_health_checks([dict(g.validate_health_check({"type": "tcp", "port": 1, "retries": 3}, 0))],
-                                  lambda check: next(results), sleep=lambda s: None)
+    results = iter([("failed", "no"), ("inconclusive", "no"), ("passed", "yes")])
+    ok, out = probes.run_health_checks([dict(releases.validate_health_check({"type": "tcp", "port": 1, "retries": 3}, 0))],
+                                       lambda check: next(results), sleep=lambda s: None)
     assert ok and out[0]["attempts"] == 3
 
 
@@ -143,7 +162,7 @@ def test_tampered_generation_is_refused(store, tmp_path):
     with open(path, "w") as handle:
         handle.write("evil")
     store.unlock()
-    with pytest.raises(g.GenerationError, match="damaged"):
+    with pytest.raises(errors.GenerationError, match="damaged"):
         store.switch(1, 15)
 
 
@@ -162,7 +181,7 @@ def test_switch_confirm_and_deadman(store, tmp_path):
     assert store.deadman(2) == {"changed": True, "reverted_to": 1}
     assert conf.read_text() == "release=r1\n"
     assert store.pointer("current") == 1
-    with pytest.raises(g.GenerationError, match="was rolled back") as err:
+    with pytest.raises(errors.GenerationError, match="was rolled back") as err:
         store.confirm(2)
     assert err.value.details["reverted"]
     assert [i["what"] for i in store.incidents()] == ["deadman-revert"]
@@ -204,7 +223,7 @@ def test_rollback_to_any_kept_id(store, tmp_path):
     assert store.pointer("current") == store.pointer("confirmed") == 1
     assert conf.read_text() == "release=r1\n"
     assert store.rollback(1)["changed"] is False
-    with pytest.raises(g.GenerationError, match="not kept"):
+    with pytest.raises(errors.GenerationError, match="not kept"):
         store.rollback(9)
 
 
@@ -252,9 +271,9 @@ def test_gc_keeps_k_and_the_running_one(store, tmp_path):
 
 
 def test_cli_version_and_usage(capsys):
-    assert g.main(["version"]) == 0
-    assert capsys.readouterr().out.strip() == g.AGENT_VERSION
-    assert g.main(["nonsense"], config_path="/nonexistent") == 2
+    assert cli.main(["version"]) == 0
+    assert capsys.readouterr().out.strip() == config.AGENT_VERSION
+    assert cli.main(["nonsense"], config_path="/nonexistent") == 2
 
 
 def test_image_report_groups_references_and_sizes_by_kept_generation():
@@ -265,8 +284,8 @@ def test_image_report_groups_references_and_sizes_by_kept_generation():
         {"ID": "sha256:bbb", "Repository": "edgeops/old", "Tag": "1", "Digest": "<none>"},
         {"ID": "sha256:ccc", "Repository": "<none>", "Tag": "<none>", "Digest": "<none>"},
     ]
-    report = g.summarize_images(rows, {"sha256:aaa": 300, "sha256:bbb": 200, "sha256:ccc": 50},
-                                {"hub:5000/edgeops/predictor@" + digest: [3, 4]})
+    report = plans.summarize_images(rows, {"sha256:aaa": 300, "sha256:bbb": 200, "sha256:ccc": 50},
+                                    {"hub:5000/edgeops/predictor@" + digest: [3, 4]})
     assert [i["id"] for i in report["images"]] == ["sha256:aaa", "sha256:bbb", "sha256:ccc"]
     assert report["images"][0]["generations"] == [3, 4]
     assert report["images"][0]["references"] == ["hub:5000/edgeops/predictor@" + digest, "edgeops/predictor:1.0.0"]

@@ -21,6 +21,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from ansible_collections.edgeops.fleet.plugins.module_utils import _health as h
+from ansible_collections.edgeops.fleet.plugins.module_utils._generations import metrics as m
+from ansible_collections.edgeops.fleet.plugins.module_utils._generations import probes as p
 
 
 def probe(**kwargs):
@@ -199,8 +201,8 @@ def test_validation_fills_defaults_and_converts():
 
 def test_generation_health_checks_are_valid_probes():
     """A release's health_checks (generation module) can be reused as probes once named."""
-    from ansible_collections.edgeops.fleet.plugins.module_utils import _generations as g
-    check = g.validate_health_check({"name": "p", "type": "http", "url": "http://h/", "body": "ok"}, 0)
+    from ansible_collections.edgeops.fleet.plugins.module_utils._generations.release import validate_health_check
+    check = validate_health_check({"name": "p", "type": "http", "url": "http://h/", "body": "ok"}, 0)
     assert h.validate_probe(check, 0) == check
 
 
@@ -248,7 +250,7 @@ def test_unroutable_address_is_inconclusive(host, url_host):
     except socket.timeout:
         pass
     except OSError as exc:
-        if exc.errno not in h.UNREACHABLE_ERRNOS:
+        if exc.errno not in p.UNREACHABLE_ERRNOS:
             pytest.skip("this network answers for %s: %s" % (host, exc))
     run = h.HealthProbe()
     started = time.monotonic()
@@ -389,6 +391,20 @@ def test_last_attempt_gives_the_verdict():
     assert result["msg"] == "probe down inconclusive: unreachable: connect timed out"
 
 
+def test_the_in_process_entry_point_validates_runs_and_says_whether_to_fail():
+    """_health.gate: what the health_check module and controller-side code call."""
+    clock = Clock()
+    plan = {"up": always("passed", "ok"), "down": always("inconclusive", "unreachable: no route")}
+    probes = [{"name": "up", "type": "tcp", "port": "22"}, {"name": "down", "type": "tcp", "port": 22, "retries": 1}]
+    result = h.gate(probes, "10", ["failed"], probe=Script(clock, plan), clock=clock, sleep=clock.sleep)
+    assert (result["verdict"], result["fail"]) == ("inconclusive", False)
+    assert [r["samples"] for r in result["probes"]] == [5, 0]  # the soak samples what passed, every 2 s
+    result = h.gate(probes, 0, probe=Script(clock, plan), clock=clock, sleep=clock.sleep)
+    assert (result["verdict"], result["fail"]) == ("inconclusive", True)
+    with pytest.raises(h.HealthError, match=r"^probes\[1\] \(down\)\.port must be"):
+        h.gate([probes[0], dict(probes[1], port=0)], 0, probe=Script(clock, plan))
+
+
 def test_overall_verdict():
     assert h.overall_verdict(["passed", "inconclusive", "failed"]) == "failed"
     assert h.overall_verdict(["passed", "inconclusive"]) == "inconclusive"
@@ -474,24 +490,24 @@ def test_real_gate_end_to_end(server):
 # ---- Prometheus exposition -----------------------------------------------------------------
 
 def test_parse_exposition():
-    samples = h.parse_exposition(METRICS)
+    samples = m.parse_exposition(METRICS)
     assert len(samples) == 12
     assert samples[1] == ("predictor_latency_seconds", {"quantile": "0.99"}, 0.2)  # timestamp ignored
     assert ("request_size_bucket", {"le": "+Inf"}, 7.0) in samples
     assert ("http_requests_total", {"path": "/health", "code": "200"}, 42.0) in samples
     assert ("temperature_celsius", {"sensor": "gpu", "note": 'a "quoted", {braced} value'}, 61.5) in samples
     assert samples[-1][0] == "weird_value" and samples[-1][2] != samples[-1][2]  # NaN
-    assert h.parse_sample('inf_gauge{a="b",} +Inf') == ("inf_gauge", {"a": "b"}, float("inf"))
-    assert h.parse_sample("neg -Inf") == ("neg", {}, float("-inf"))
-    assert h.parse_sample('x {a="1"} 2') == ("x", {"a": "1"}, 2.0)
-    assert h.parse_sample('req_total{a="1"} 2 # {trace_id="abc"} 1.0') == ("req_total", {"a": "1"}, 2.0)
-    assert h.parse_sample('x{a="multi\\nline\\\\"} 1') == ("x", {"a": "multi\nline\\"}, 1.0)
+    assert m.parse_sample('inf_gauge{a="b",} +Inf') == ("inf_gauge", {"a": "b"}, float("inf"))
+    assert m.parse_sample("neg -Inf") == ("neg", {}, float("-inf"))
+    assert m.parse_sample('x {a="1"} 2') == ("x", {"a": "1"}, 2.0)
+    assert m.parse_sample('req_total{a="1"} 2 # {trace_id="abc"} 1.0') == ("req_total", {"a": "1"}, 2.0)
+    assert m.parse_sample('x{a="multi\\nline\\\\"} 1') == ("x", {"a": "multi\nline\\"}, 1.0)
 
 
 @pytest.mark.parametrize("line", ['x{a="1" 2', "x", "x 1 2 3", "x abc", '{a="1"} 2', 'x{a=1} 2', 'x{a="1"b="2"} 3'])
 def test_parse_exposition_refuses_garbage(line):
     with pytest.raises(ValueError, match=r"^line 2 is not a sample"):
-        h.parse_exposition("# HELP x\n%s\n" % line)
+        m.parse_exposition("# HELP x\n%s\n" % line)
 
 
 def metric_probe(**kwargs):
@@ -499,26 +515,26 @@ def metric_probe(**kwargs):
 
 
 def test_evaluate_metric_every_matching_sample_must_hold():
-    samples = h.parse_exposition(METRICS)
-    verdict, detail = h.evaluate_metric(metric_probe(metric="http_requests_total", labels={"path": "/predict"},
+    samples = m.parse_exposition(METRICS)
+    verdict, detail = m.evaluate_metric(metric_probe(metric="http_requests_total", labels={"path": "/predict"},
                                                      op=">=", threshold=10), samples)
     assert (verdict, detail) == ("passed", '2 samples of http_requests_total{path="/predict"}, all >= 10 (990, 10)')
-    verdict, detail = h.evaluate_metric(metric_probe(metric="http_requests_total", labels={"path": "/predict"},
+    verdict, detail = m.evaluate_metric(metric_probe(metric="http_requests_total", labels={"path": "/predict"},
                                                      op=">", threshold=100), samples)
     assert verdict == "failed"
     assert detail == ('http_requests_total{code="500",path="/predict"} = 10, expected > 100 (1 of 2 samples)')
-    assert h.evaluate_metric(metric_probe(metric="http_requests_total", labels={"code": "200"}, op="<",
+    assert m.evaluate_metric(metric_probe(metric="http_requests_total", labels={"code": "200"}, op="<",
                                           threshold=1000), samples)[0] == "passed"
-    assert h.evaluate_metric(metric_probe(metric="http_requests_total", labels={"code": "404"}, op="<",
+    assert m.evaluate_metric(metric_probe(metric="http_requests_total", labels={"code": "404"}, op="<",
                                           threshold=1), samples) == (
         "failed", 'metric http_requests_total{code="404"} not found')
-    assert h.evaluate_metric(metric_probe(metric="request_size_bucket", labels={"le": "+Inf"}, op="==",
+    assert m.evaluate_metric(metric_probe(metric="request_size_bucket", labels={"le": "+Inf"}, op="==",
                                           threshold=7), samples) == (
         "passed", 'request_size_bucket{le="+Inf"} = 7 == 7')
-    assert h.evaluate_metric(metric_probe(metric="queue_depth", op="!=", threshold=0), samples)[0] == "passed"
+    assert m.evaluate_metric(metric_probe(metric="queue_depth", op="!=", threshold=0), samples)[0] == "passed"
     # NaN satisfies no comparison but !=
-    assert h.evaluate_metric(metric_probe(metric="weird_value", op="<", threshold=1), samples) == (
+    assert m.evaluate_metric(metric_probe(metric="weird_value", op="<", threshold=1), samples) == (
         "failed", "weird_value = NaN, expected < 1")
-    assert h.evaluate_metric(metric_probe(metric="weird_value", op="!=", threshold=1), samples)[0] == "passed"
-    assert h.evaluate_metric(metric_probe(metric="inf", op=">", threshold=1e308),
+    assert m.evaluate_metric(metric_probe(metric="weird_value", op="!=", threshold=1), samples)[0] == "passed"
+    assert m.evaluate_metric(metric_probe(metric="inf", op=">", threshold=1e308),
                              [("inf", {}, float("inf"))]) == ("passed", "inf = +Inf > 1e+308")

@@ -22,6 +22,7 @@ import textwrap
 import pytest
 
 from ansible_collections.edgeops.fleet.plugins.module_utils import _nftables as n
+from ansible_collections.edgeops.fleet.plugins.module_utils._generations import nft
 
 TABLE = """\
 define MGMT = { 10.0.0.0/8 }
@@ -69,7 +70,7 @@ def test_content_with_defines_and_the_table_is_accepted():
 
 
 def test_statements_split_at_top_level_only():
-    statements = n.top_level_statements(TABLE)
+    statements = nft.top_level_statements(TABLE)
     assert [line for line, _stmt in statements] == [1, 3]
     assert statements[1][1].startswith("table inet edgeops_firewall {") and statements[1][1].endswith("}")
 
@@ -171,7 +172,7 @@ class Recorder:
         self.calls.append(list(argv))
         if argv[0] in ("systemd-run", "systemctl"):
             return 0, "", ""
-        return n.default_run(argv, data, timeout)
+        return n.run(argv, data, timeout)
 
     def units(self):
         return [c[1] for c in self.calls if c[0] == "systemd-run"]
@@ -413,7 +414,7 @@ NETNS_SCRIPT = textwrap.dedent("""
     sys.path.insert(0, sys.argv[1])
     from ansible_collections.edgeops.fleet.plugins.module_utils import _nftables as n
     other = "table ip filter {\\n chain FORWARD { type filter hook forward priority filter; policy drop; }\\n}\\n"
-    n.default_run(["nft", "-f", "-"], other)
+    n.run(["nft", "-f", "-"], other)
     t = n.Table("inet", "edgeops_firewall", state_dir=tempfile.mkdtemp())
     content = sys.stdin.read()
     out = {}
@@ -422,14 +423,14 @@ NETNS_SCRIPT = textwrap.dedent("""
     out["absent_before"] = t.current() is None
     t.apply(content)
     out["same_after_apply"] = n.normalise_listing(t.current()) == n.normalise_listing(desired)
-    n.default_run(["nft", "add", "element", "inet", "edgeops_firewall", "ssh_rate_v4",
+    n.run(["nft", "add", "element", "inet", "edgeops_firewall", "ssh_rate_v4",
                    "{ 10.9.9.9 limit rate over 10/minute }"])
     out["kernel_state_ignored"] = n.normalise_listing(t.current()) == n.normalise_listing(desired)
     changed = t.canonical(content.replace("10.0.0.0/8", "10.0.0.0/9"))
     out["change_seen"] = n.normalise_listing(t.current()) != n.normalise_listing(changed)
     t.apply(content.replace("10.0.0.0/8", "10.0.0.0/9"))
     out["replaced"] = "10.0.0.0/9" in t.current() and "10.0.0.0/8" not in t.current()
-    out["other_table_kept"] = n.default_run(["nft", "list", "table", "ip", "filter"])[0] == 0
+    out["other_table_kept"] = n.run(["nft", "list", "table", "ip", "filter"])[0] == 0
     try:
         t.validate(content.replace("accept", "acept", 1))
     except n.NftError as exc:

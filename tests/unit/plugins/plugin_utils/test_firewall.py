@@ -228,3 +228,18 @@ def test_rendered_tables_load_into_nft_and_list_back_loadable(settings, tmp_path
                            str(tmp_path / "listing.nft")],
                           input=script, capture_output=True, text=True, timeout=60, check=False)
     assert proc.returncode == 0, proc.stderr
+
+
+@pytest.mark.parametrize("name, value", [("firewall_confirm_timeout", 9), ("firewall_confirm_timeout", "x"),
+                                         ("firewall_confirm_timeout", True), ("firewall_recovery_timeout", 0)])
+def test_confirm_timeouts_below_the_shared_minimum_are_refused(name, value):
+    options = dict((key, option.get("default")) for key, option in ROLE_OPTIONS.items())
+    options[name] = value
+    with pytest.raises(FirewallConfigError, match=r"^%s: expected .*>= 10, got " % name):
+        firewall_spec(options)
+
+
+def test_confirm_timeout_zero_means_no_confirm():
+    options = dict((key, option.get("default")) for key, option in ROLE_OPTIONS.items())
+    options.update(firewall_confirm_timeout=0, firewall_management_networks=["10.0.0.0/8"])
+    assert firewall_spec(options)["table"] == options["firewall_table"]

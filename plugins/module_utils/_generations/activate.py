@@ -1,0 +1,203 @@
+# -*- coding: utf-8 -*-
+# Copyright: edgeops.fleet contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Activation, the one code path by which switch, rollback and boot make the device run a generation (files,
+our nftables table, libvirt domains, compose containers), and drift: how the device differs from one."""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import json
+import os
+
+from .errors import GenerationError
+from .nft import NFT_FAMILY, NFT_TABLE, nft_fingerprint, nft_replace_script, with_script
+from .state import StateDir
+from .sysio import atomic_write
+
+
+class Activation(StateDir):
+
+    def activate(self, generation, previous):
+        """Make the device run ``generation`` (None: nothing of ours). Raises GenerationError."""
+        man = self.manifest(generation) if generation is not None else None
+        if generation is not None:
+            problems = self.integrity_problems(generation)
+            if problems:
+                raise GenerationError("generation %d is damaged: %s" % (generation, "; ".join(problems)))
+        prev = self.manifest(previous) if previous not in (None, generation) else None
+        state = self.read_state()
+        state["active"] = generation
+        self.write_state(state)
+        self._apply_files(generation, man, prev)
+        self._apply_nft(generation, man)
+        self._apply_vms(generation, man, prev)
+        self._apply_compose(generation, man)
+        self.log("activated generation %s" % generation)
+
+    def _apply_files(self, generation, man, prev):
+        wanted = dict((f["path"], f) for f in (man or {}).get("files", []))
+        for path, item in sorted(wanted.items()):
+            with open(os.path.join(self.gen_dir(generation), item["artifact"]), "rb") as handle:
+                data = handle.read()
+            mode = int(item["mode"], 8)
+            try:
+                with open(path, "rb") as handle:
+                    same = handle.read() == data and (os.stat(path).st_mode & 0o7777) == mode
+            except (IOError, OSError):
+                same = False
+            if not same:
+                if not os.path.isdir(os.path.dirname(path)):
+                    os.makedirs(os.path.dirname(path), 0o755)
+                atomic_write(path, data, mode)
+        for item in (prev or {}).get("files", []):
+            if item["path"] not in wanted and os.path.lexists(item["path"]):
+                os.unlink(item["path"])
+
+    def _apply_nft(self, generation, man):
+        nft = self.which("nft")
+        if man and "nftables.nft" in man["artifacts"]:
+            with open(os.path.join(self.gen_dir(generation), "nftables.nft")) as handle:
+                script = nft_replace_script(handle.read())
+            rc, _out, err = with_script(script, lambda path: self.run([nft or "nft", "-f", path], timeout=60), self.dir)
+            if rc != 0:
+                raise GenerationError("nft -f failed: %s" % err.strip(), artifact="nftables.nft")
+            # nft normalises what it loads; remember its own listing to detect later drift.
+            rc, out, _err = self.run([nft or "nft", "-s", "list", "table", NFT_FAMILY, NFT_TABLE], timeout=30)
+            state = self.read_state()
+            state["nft_applied"] = {"generation": generation, "sha256": nft_fingerprint(out) if rc == 0 else None}
+            self.write_state(state)
+        elif nft and self.run([nft, "list", "table", NFT_FAMILY, NFT_TABLE], timeout=30)[0] == 0:
+            rc, _out, err = self.run([nft, "delete", "table", NFT_FAMILY, NFT_TABLE], timeout=30)
+            if rc != 0:
+                raise GenerationError("nft delete table failed: %s" % err.strip(), artifact="nftables.nft")
+
+    def _apply_vms(self, generation, man, prev):
+        wanted = (man or {}).get("vms", [])
+        old = [v for v in (prev or {}).get("vms", []) if v not in wanted]
+        if not wanted and not old:
+            return
+        virsh = self.which("virsh") or "virsh"
+        for name in old:
+            self.run([virsh, "destroy", name], timeout=120)
+            self.run([virsh, "undefine", name], timeout=120)
+        for name in wanted:
+            xml = os.path.join(self.gen_dir(generation), "vms", name + ".xml")
+            rc, out, err = self.run([virsh, "define", xml], timeout=120)
+            if rc != 0:
+                raise GenerationError("virsh define %s: %s" % (name, (err or out).strip()), artifact="vms/%s.xml" % name)
+            # A running domain keeps its old definition until restarted; restart it so that
+            # the device runs this generation's VM and not a mix.
+            rc, out, _err = self.run([virsh, "domstate", name], timeout=60)
+            if out.strip() == "running":
+                self.run([virsh, "destroy", name], timeout=120)
+            rc, out, err = self.run([virsh, "start", name], timeout=300)
+            if rc != 0:
+                raise GenerationError("virsh start %s: %s" % (name, (err or out).strip()), artifact="vms/%s.xml" % name)
+
+    def _compose_base(self, generation):
+        gdir = self.gen_dir(generation)
+        return ["docker", "compose", "-p", self.project, "--project-directory", gdir,
+                "-f", os.path.join(gdir, "compose.yaml")]
+
+    def _remove_stale_containers(self):
+        """Containers of the project that were created but never started, or are dead: what a power
+        loss in the middle of a container replacement leaves behind. Compose would keep them."""
+        rc, out, _err = self.run(["docker", "ps", "-a", "-q", "--filter", "label=com.docker.compose.project=%s" % self.project,
+                                  "--filter", "status=created", "--filter", "status=dead"], timeout=60)
+        stale = out.split() if rc == 0 else []
+        if stale:
+            self.log("removing %d stale container(s) of project %s" % (len(stale), self.project))
+            self.run(["docker", "rm", "-f"] + stale, timeout=120)
+
+    def _apply_compose(self, generation, man):
+        timeout = int(self.config["activation_timeout"])
+        if man and "compose.yaml" in man["artifacts"]:
+            up = self._compose_base(generation) + [
+                "up", "-d", "--remove-orphans", "--pull", "never", "--wait", "--wait-timeout", str(timeout)]
+            self._remove_stale_containers()
+            rc, out, err = self.run(up, timeout=timeout + 60)
+            if rc != 0:
+                # A power loss in the middle of a container replacement leaves two containers of one
+                # service (the old one restarted by its restart policy, the new one only created),
+                # which then fight over published ports. Start the project over once.
+                self.log("docker compose up failed (%s); removing the project's containers and retrying"
+                         % (err or out).strip()[-300:])
+                self.run(["docker", "compose", "-p", self.project, "down", "--remove-orphans"], timeout=timeout)
+                rc, out, err = self.run(up, timeout=timeout + 60)
+            if rc != 0 and "port is already allocated" in (err + out):
+                # Seen after dockerd was killed (Engine 26): a docker-proxy of a container that no
+                # longer exists keeps the host port. Restarting the engine drops it.
+                self.log("a stale docker-proxy holds a published port; restarting docker")
+                self.run(["systemctl", "restart", "docker.service"], timeout=300)
+                self._remove_stale_containers()
+                rc, out, err = self.run(up, timeout=timeout + 60)
+            if rc != 0:
+                raise GenerationError("docker compose up failed: %s" % ((err or out).strip()[-800:]),
+                                      artifact="compose.yaml")
+        elif self.which("docker"):
+            rc, out, _err = self.run(["docker", "ps", "-a", "-q", "--filter",
+                                      "label=com.docker.compose.project=%s" % self.project], timeout=60)
+            if rc == 0 and out.strip():
+                rc, out, err = self.run(["docker", "compose", "-p", self.project, "down", "--remove-orphans"],
+                                        timeout=timeout)
+                if rc != 0:
+                    raise GenerationError("docker compose down failed: %s" % (err or out).strip(),
+                                          artifact="compose.yaml")
+
+    def live_problems(self, generation):
+        """How the running device differs from ``generation`` (empty: it runs exactly that one)."""
+        problems = []
+        man = self.manifest(generation) if generation is not None else {"files": [], "artifacts": {}}
+        for item in man.get("files", []):
+            with open(os.path.join(self.gen_dir(generation), item["artifact"]), "rb") as handle:
+                want = handle.read()
+            try:
+                with open(item["path"], "rb") as handle:
+                    if handle.read() != want:
+                        problems.append("file %s differs" % item["path"])
+            except (IOError, OSError):
+                problems.append("file %s missing" % item["path"])
+        nft = self.which("nft")
+        if nft:
+            rc, out, _err = self.run([nft, "-s", "list", "table", NFT_FAMILY, NFT_TABLE], timeout=30)
+            if "nftables.nft" in man["artifacts"]:
+                applied = self.read_state().get("nft_applied") or {}
+                if rc != 0:
+                    problems.append("nft table %s %s missing" % (NFT_FAMILY, NFT_TABLE))
+                elif applied.get("generation") != generation:
+                    problems.append("nft table %s %s was last applied from generation %s"
+                                    % (NFT_FAMILY, NFT_TABLE, applied.get("generation")))
+                elif applied.get("sha256") != nft_fingerprint(out):
+                    problems.append("nft table %s %s was changed after it was applied" % (NFT_FAMILY, NFT_TABLE))
+            elif rc == 0:
+                problems.append("nft table %s %s present but the generation has none" % (NFT_FAMILY, NFT_TABLE))
+        if self.which("docker"):
+            rc, out, err = self.run(["docker", "ps", "-a", "--filter", "label=com.docker.compose.project=%s" % self.project,
+                                     "--format", "{{json .}}"], timeout=60)
+            running = {}
+            for line in out.splitlines():
+                row = json.loads(line)
+                labels = dict(kv.split("=", 1) for kv in row.get("Labels", "").split(",") if "=" in kv)
+                running.setdefault(labels.get("com.docker.compose.service"), []).append(
+                    (labels.get("com.docker.compose.config-hash"), row.get("State")))
+            want = {}
+            if "compose.yaml" in man["artifacts"]:
+                rc, out, err = self.run(self._compose_base(generation) + ["config", "--hash", "*"], timeout=60)
+                for line in out.splitlines():
+                    parts = line.split()
+                    if len(parts) == 2:
+                        want[parts[0]] = parts[1]
+            for service, config_hash in sorted(want.items()):
+                have = running.pop(service, [])
+                if not have:
+                    problems.append("service %s has no container" % service)
+                for got_hash, status in have:
+                    if got_hash != config_hash:
+                        problems.append("service %s runs another generation's definition" % service)
+                    elif status != "running":
+                        problems.append("service %s is %s" % (service, status))
+            for service in sorted(s for s in running if s):
+                problems.append("container of service %s is not in the generation" % service)
+        return problems

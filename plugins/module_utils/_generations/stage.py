@@ -1,0 +1,139 @@
+# -*- coding: utf-8 -*-
+# Copyright: edgeops.fleet contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Staging: write a release as a new, immutable generation and validate it with the tools that will apply it.
+Nothing that runs on the device is touched."""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import json
+import os
+import shutil
+import tempfile
+
+from .errors import GenerationError
+from .nft import nft_replace_script, with_script
+from .plans import next_generation_id
+from .release import build_manifest, content_digest, render_artifacts, validate_release
+from .state import StateDir
+from .sysio import fsync_dir, now_iso
+
+
+def _write_synced(path, data):
+    with open(path, "wb") as handle:
+        handle.write(data)
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
+class Staging(StateDir):
+
+    def find_by_digest(self, digest):
+        for gen in reversed(self.generation_ids()):
+            man = self.manifest(gen)
+            if man and man.get("content_digest") == digest:
+                return gen
+        return None
+
+    def plan_stage(self, release):
+        """Validate the release's shape; return (normalised release, artifacts, existing id or None)."""
+        norm = validate_release(release)
+        arts = render_artifacts(norm)
+        existing = self.find_by_digest(content_digest(norm["id"], arts, norm["files"]))
+        return norm, arts, existing
+
+    def stage(self, release, pull=True):
+        """Write and validate a new generation; nothing that runs is touched."""
+        self.lock()
+        norm, arts, existing = self.plan_stage(release)
+        if existing is not None and not self.integrity_problems(existing):
+            return {"changed": False, "generation": existing}
+        self.clean_partial()
+        tmp = tempfile.mkdtemp(prefix=".stage-", dir=self.gen_root)
+        try:
+            for rel, data in arts.items():
+                path = os.path.join(tmp, rel)
+                if not os.path.isdir(os.path.dirname(path)):
+                    os.makedirs(os.path.dirname(path))
+                _write_synced(path, data)
+            images = self.validate_stage(tmp, norm, pull)
+            generation = next_generation_id(self.generation_ids())
+            manifest = build_manifest(generation, norm, arts, now_iso(self.clock), images)
+            _write_synced(os.path.join(tmp, "manifest.json"), json.dumps(manifest, indent=2, sort_keys=True).encode("utf-8"))
+            for root, dirs, files in os.walk(tmp):
+                for name in files:
+                    os.chmod(os.path.join(root, name), 0o444)
+                for name in dirs:
+                    fsync_dir(os.path.join(root, name))
+            fsync_dir(tmp)
+            os.rename(tmp, self.gen_dir(generation))
+            fsync_dir(self.gen_root)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        state = self.read_state()
+        state["generations"][str(generation)] = {"state": "staged", "release": norm["id"],
+                                                 "staged_at": manifest["created"]}
+        self.write_state(state)
+        return {"changed": True, "generation": generation}
+
+    def validate_stage(self, tmp, release, pull):
+        """Check each artifact with the tool that will apply it. Returns the compose images."""
+        if release["nftables"] is not None:
+            nft = self.which("nft")
+            if not nft:
+                raise GenerationError("nftables.nft: the nft program is not installed on the device",
+                                      artifact="nftables.nft")
+            rc, _out, err = with_script(nft_replace_script(release["nftables"]),
+                                        lambda path: self.run([nft, "-c", "-f", path], timeout=60), tmp)
+            if rc != 0:
+                raise GenerationError("nftables.nft does not validate (nft -c): %s" % err.strip(),
+                                      artifact="nftables.nft")
+        for name in release["vms"]:
+            tool = self.which("virt-xml-validate")
+            if not tool:
+                raise GenerationError("vms/%s.xml: virt-xml-validate (libvirt) is not installed on the device" % name,
+                                      artifact="vms/%s.xml" % name)
+            rc, out, err = self.run([tool, os.path.join(tmp, "vms", name + ".xml"), "domain"], timeout=60)
+            if rc != 0:
+                raise GenerationError("vms/%s.xml does not validate: %s" % (name, (err or out).strip()),
+                                      artifact="vms/%s.xml" % name)
+        return self._compose_images(tmp, release, pull) if release["compose"] is not None else []
+
+    def _compose_images(self, tmp, release, pull):
+        """The images of the staged compose file (``docker compose config``), present or pulled."""
+        rc, out, err = self.run(["docker", "compose", "-p", self.project, "--project-directory", tmp,
+                                 "-f", os.path.join(tmp, "compose.yaml"), "config", "--format", "json"], timeout=120)
+        if rc != 0:
+            raise GenerationError("compose.yaml does not validate (docker compose config): %s" % (err or out).strip(),
+                                  artifact="compose.yaml")
+        images = []
+        for name, service in sorted(json.loads(out).get("services", {}).items()):
+            image = service.get("image")
+            if not image:
+                raise GenerationError("compose.yaml: service %s has no image (build is not done on devices)" % name,
+                                      artifact="compose.yaml")
+            if image not in images:
+                images.append(image)
+        for image in images:
+            if self.run(["docker", "image", "inspect", image], timeout=60)[0] == 0:
+                continue
+            detail = "and pull is disabled"
+            if pull:
+                rc, out, err = self.run(["docker", "pull", "-q", image], timeout=1800)
+                if rc == 0:
+                    continue
+                detail = "and docker pull failed: %s" % (err or out).strip()
+            raise GenerationError("compose.yaml: image %s is not present on the device %s" % (image, detail),
+                                  artifact="compose.yaml")
+        return images
+
+    def clean_partial(self):
+        """Remove what an interrupted stage or gc left behind (never referenced by a pointer)."""
+        if not os.path.isdir(self.gen_root):
+            return
+        for name in os.listdir(self.gen_root):
+            if name.startswith(".stage-") or name.startswith(".trash-"):
+                shutil.rmtree(os.path.join(self.gen_root, name), ignore_errors=True)
