@@ -166,7 +166,11 @@ class RolloutLab(object):
         return self.playbook("playbooks/rollout.yml", "-e", "rollout_release_file=%s" % self.manifest(release), *args)
 
     def record(self, rollout_id):
-        with open(os.path.join(self.records, rollout_id + ".json")) as handle:
+        path = os.path.join(self.records, rollout_id + ".json")
+        # A rollout refused before it began has no record: say why, from the last run's output.
+        assert os.path.exists(path), "no record %s; the last run ended with:\n%s" % (
+            path, self.outputs[-1][-4000:] if self.outputs else "(nothing run)")
+        with open(path) as handle:
             return json.load(handle)
 
     def dexec(self, device, *argv, **kwargs):
