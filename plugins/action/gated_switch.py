@@ -63,7 +63,7 @@ class _DeviceSteps:
                                            "compose_project": self.args["compose_project"], "fail_on": []})
 
     def controller_gate(self):
-        return health.run_gate(self.args["controller_probes"], 0, health.HealthProbe())
+        return health.gate(self.args["controller_probes"], fail_on=())
 
     def confirm(self):
         def execute():

@@ -19,6 +19,8 @@ __metaclass__ = type
 
 import time
 
+from ansible.errors import AnsibleConnectionFailure
+
 SWITCH = "switch"
 DEVICE_GATE = "health gate on the device"
 CONTROLLER_GATE = "health gate from the controller"
@@ -136,8 +138,6 @@ def confirm_over_new_connection(connection, execute, attempts=3, what="the switc
     first, so the confirm itself proves that a fresh login still works. Returns (result, fresh, attempt);
     after ``attempts`` failed logins the result is failed and the device reverts by itself.
     """
-    from ansible.errors import AnsibleConnectionFailure
-
     last_error = None
     for attempt in range(1, attempts + 1):
         try:
@@ -159,8 +159,6 @@ RESETTABLE = ("ssh", "paramiko", "paramiko_ssh", "ansible.builtin.ssh", "ansible
 
 def drop_connection(connection):
     """Drop the persistent connection so that the next module run logs in again (also the nftables action's)."""
-    from ansible.errors import AnsibleConnectionFailure
-
     if getattr(connection, "transport", "") not in RESETTABLE:
         return False
     try:
