@@ -20,6 +20,8 @@ from ansible.plugins.action import ActionBase
 from ansible.utils.display import Display
 
 from ansible_collections.edgeops.fleet.plugins.module_utils import _health as health
+from ansible_collections.edgeops.fleet.plugins.module_utils._generations.confirm import timeout_problem
+from ansible_collections.edgeops.fleet.plugins.module_utils._generations.probe_schema import ProbeError, number
 from ansible_collections.edgeops.fleet.plugins.modules.gated_switch import ARGUMENT_SPEC
 from ansible_collections.edgeops.fleet.plugins.plugin_utils import _switch as switch
 
@@ -27,6 +29,22 @@ display = Display()
 
 GENERATION = "edgeops.fleet.generation"
 HEALTH_CHECK = "edgeops.fleet.health_check"
+
+
+def _checked_numbers(args):
+    """The numbers the device would only see after it switched (a confirm never tried, a rollback to nothing)."""
+    problem = timeout_problem(args["confirm_timeout"])
+    if problem:
+        raise AnsibleActionFail(problem)
+    for key in ("generation", "previous"):
+        if args[key] is not None and args[key] < 1:
+            raise AnsibleActionFail("%s must be a generation id (an integer of at least 1), got %r" % (key, args[key]))
+    if args["confirm_attempts"] < 1:
+        raise AnsibleActionFail("confirm_attempts must be at least 1, got %r" % args["confirm_attempts"])
+    try:
+        number(None, "soak", args["soak"], 0, 86400, integer=True)
+    except ProbeError as exc:
+        raise AnsibleActionFail(str(exc))
 
 
 def _validated(probes, soak, key):
@@ -89,6 +107,7 @@ class ActionModule(ActionBase):
         result = super(ActionModule, self).run(tmp, task_vars)
         del tmp
         _validation, args = self.validate_argument_spec(argument_spec=ARGUMENT_SPEC)
+        _checked_numbers(args)
         args["probes"] = _validated(args["probes"], args["soak"], "probes")
         args["controller_probes"] = _validated(args["controller_probes"], 0, "controller_probes")
         steps = _DeviceSteps(self, args, task_vars)

@@ -15,6 +15,7 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+from ansible.module_utils.common.validation import check_type_int
 from ansible.plugins.action import ActionBase
 from ansible.utils.display import Display
 
@@ -35,7 +36,16 @@ class ActionModule(ActionBase):
             result.update(self._execute_module(module_name=MODULE, module_args=args, task_vars=task_vars))
             return result
 
-        attempts = int(args.pop("confirm_attempts", 3))
+        try:
+            attempts = check_type_int(args.pop("confirm_attempts", 3))
+        except TypeError:
+            attempts = 0
+        if attempts < 1:
+            # Checked here: with no attempt the confirm never reaches the device, which then reverts by itself.
+            result.update(failed=True, changed=False,
+                          msg="confirm_attempts must be an integer of at least 1, got %r" % (
+                              self._task.args.get("confirm_attempts"),))
+            return result
         module_result, fresh, attempt = confirm_over_new_connection(
             self._connection,
             lambda: self._execute_module(module_name=MODULE, module_args=args, task_vars=task_vars),

@@ -19,6 +19,7 @@ import time
 
 from ansible.errors import AnsibleConnectionFailure, AnsibleError
 from ansible.module_utils.common.text.converters import to_text
+from ansible.module_utils.common.validation import check_type_int
 from ansible.plugins.action import ActionBase
 from ansible.utils.display import Display
 
@@ -45,6 +46,17 @@ def revert_message(family, table, timeout, attempts, last_error, outcome):
             "bastion it allows." % (family, table, timeout, attempts, last_error or "none", how, after))
 
 
+def _seconds(args, key, default):
+    """An integer option the plugin uses itself (the module checks its range, on the device)."""
+    value = args.get(key)
+    if value is None:
+        return default
+    try:
+        return check_type_int(value)
+    except TypeError:
+        raise AnsibleError("%s must be a whole number of seconds, got %r" % (key, value))
+
+
 class ActionModule(ActionBase):
 
     TRANSFERS_FILES = False
@@ -66,10 +78,12 @@ class ActionModule(ActionBase):
         try:
             if args.get("src") is not None:
                 self._read_src(args)
+            # The plugin reads these itself: refused here by name instead of failing in int().
+            timeout = _seconds(args, "confirm_timeout", 0)
+            recovery = _seconds(args, "recovery_timeout", 60)
         except AnsibleError as exc:
             result.update(failed=True, msg=to_text(exc))
             return result
-        timeout = int(args.get("confirm_timeout") or 0)
         if timeout <= 0 or self._play_context.check_mode:
             result.update(self._execute_module(module_name=MODULE, module_args=args, task_vars=task_vars))
             return result
@@ -84,7 +98,7 @@ class ActionModule(ActionBase):
         offset = time.time() - armed["now"]
         apply_local = armed["apply_at"] + offset
         revert_local = armed["revert_at"] + offset
-        give_up = revert_local + int(args.get("recovery_timeout") or 60)
+        give_up = revert_local + recovery
         time.sleep(max(0.0, apply_local + 1.0 - time.time()))
 
         confirm_args = {"table": args["table"], "family": args.get("family", "inet"), "_phase": "confirm",

@@ -23,6 +23,19 @@ AWS_LOOKUP = "amazon.aws.secretsmanager_secret"
 HASHI_VAULT_LOOKUP = "community.hashi_vault.vault_kv2_get"
 
 
+def _settings(args, key, known):
+    """The settings of a source; a misspelt one (``regoin``) would be ignored silently, so it is refused."""
+    settings = args.get(key) or {}
+    if not isinstance(settings, dict):
+        raise SecretsError("%s must be a mapping of settings (%s)" % (key, ", ".join(known)))
+    unknown = sorted(str(name) for name in settings if name not in known)
+    if unknown:
+        raise SecretsError("%s: unknown setting(s) %s (known: %s)" % (key, ", ".join(unknown), ", ".join(known)))
+    if not isinstance(settings.get("options") or {}, dict):
+        raise SecretsError("%s.options must be a mapping of lookup options" % key)
+    return settings
+
+
 class ActionModule(ActionBase):
 
     TRANSFERS_FILES = False
@@ -69,10 +82,8 @@ class ActionModule(ActionBase):
         args = self._task.args
         try:
             definitions = validate_definitions(args.get("definitions") or [])
-            aws = args.get("aws") or {}
-            hashi_vault = args.get("hashi_vault") or {}
-            if not isinstance(aws, dict) or not isinstance(hashi_vault, dict):
-                raise SecretsError("aws and hashi_vault must be mappings of settings")
+            aws = _settings(args, "aws", ("region", "endpoint_url", "options"))
+            hashi_vault = _settings(args, "hashi_vault", ("url", "mount_point", "options"))
             fetch = self._fetcher(task_vars or {}, args.get("vault_values_var") or "secrets_vault_values", aws, hashi_vault)
             values = resolve(definitions, fetch)
         except SecretsError as exc:

@@ -19,6 +19,10 @@ description:
   - Assigns every device a rollout wave without state (canary tag or a stable hash; percentage waves; a per-site
     cap), sets C(ProxyJump) through the site's bastion, and the site registry as C(registry_address) and
     C(workloads_registry).
+  - The C(ProxyJump) is added to the C(ansible_ssh_common_args) a site's, profile's or device's C(vars) set (the
+    last of them that sets it), after them; it never replaces them. Those arguments may not choose a jump host of
+    their own (C(-J), C(ProxyJump), C(ProxyCommand)) when the site has a bastion. A bastion that names a device of
+    the fleet (by name, or address and port) must name one of its own site; that device is reached directly.
   - What is the same for every member of a group is a group variable, inherited by the hosts. The site group has
     the site's C(vars), C(edgeops_site), C(edgeops_network), C(registry_address), C(workloads_registry) and
     C(ansible_ssh_common_args); C(profile_<profile>) has the profile's C(vars), C(edgeops_profile) and
@@ -38,10 +42,14 @@ description:
     C(approval_waived) (default false, refused in C(production)). The wave numbers in use are the C(wave_<n>)
     groups.
   - A malformed fleet file is refused naming the file, the key and what was expected; unknown keys are errors.
+    So is a file that is not UTF-8, is larger than 8 MiB, is not YAML (line and column), gives a key twice in a
+    mapping (both lines), nests collections more than 100 deep, has aliases that expand to more than
+    max(100000, its size in bytes) nodes, or tags other than YAML's own and Ansible's C(!vault)/C(!unsafe).
     Site names C(all), C(ungrouped), C(edge_devices) and names starting with C(wave_), C(tag_) or C(profile_) are
     refused (they are groups of their own).
   - Every value from the fleet file is untrusted (unsafe) for templating. The file is read as plain YAML; a
-    vaulted file or C(!vault)/C(!unsafe) values go through Ansible's loader.
+    vaulted file is decrypted first, and a file with C(!vault)/C(!unsafe) values is then loaded by Ansible's
+    loader (after the same checks).
   - The configuration file must end in C(.fleet.yml) or C(.fleet.yaml) (so it also works as an AWX inventory
     source checked into the repository).
   - Options of C(constructed) cost one template per device and option at load time; without them none runs.
@@ -71,13 +79,13 @@ keyed_groups:
 
 import os
 
-import yaml
-
 from ansible.errors import AnsibleParserError
 from ansible.plugins.inventory import BaseInventoryPlugin, Cacheable, Constructable
 
 from ansible_collections.edgeops.fleet.plugins.plugin_utils._fleet import (
-    FleetError, assign_waves, load_fleet, policy_for_json)
+    SSH_ARGS, FleetError, assign_waves, load_fleet, policy_for_json, ssh_common_args)
+from ansible_collections.edgeops.fleet.plugins.plugin_utils._yaml_input import (
+    YAMLInputError, expect_mapping, load_yaml, read_input)
 
 # Variables the plugin derives from a site (set on the site's group), a profile (on profile_<name>), the wave (on
 # wave_<n>) and the fleet (on edge_devices). Hosts inherit them: one group variable instead of one per host saves
@@ -86,81 +94,8 @@ SITE_DERIVED = ("edgeops_site", "edgeops_network", "registry_address", "workload
 PROFILE_DERIVED = ("edgeops_profile", "edgeops_gpus")
 WAVE_DERIVED = ("edgeops_wave",)
 FLEET_DERIVED = ("edgeops_rollout",)
-
-_STR = "tag:yaml.org,2002:str"
-_MAP = "tag:yaml.org,2002:map"
-_SEQ = "tag:yaml.org,2002:seq"
-_INT = "tag:yaml.org,2002:int"
-_NULL = "tag:yaml.org,2002:null"
-_BOOL = "tag:yaml.org,2002:bool"
-_FLOAT = "tag:yaml.org,2002:float"
-
-
-class _NotPlain(Exception):
-    """The document needs PyYAML's full constructor (merge keys, timestamps, recursive anchors, ...)."""
-
-
-class DuplicateKeyError(yaml.YAMLError):
-    """A mapping has the same key twice (Ansible's loader warns about it, or refuses it, as configured)."""
-
-
-def read_plain_yaml(raw):
-    """Parse a YAML document of plain data (mappings, lists, strings, numbers, booleans, nulls) quickly.
-
-    The fleet file is plain data, read at every inventory load: libyaml parses it, and mappings, lists and the
-    common scalars are built here directly (PyYAML's generic constructor is the slower half of yaml.safe_load).
-    Anything else goes through PyYAML's safe constructor, so the result is always what yaml.safe_load returns.
-    Raises yaml.YAMLError for what a safe loader refuses (syntax errors, tags such as !vault or !unsafe) and
-    DuplicateKeyError for a key given twice in a mapping (yaml.safe_load would silently keep the last one).
-    """
-    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)(raw)
-    try:
-        node = loader.get_single_node()
-        if node is None:
-            return None
-        building = set()
-
-        def build(node):
-            tag = node.tag
-            if tag == _STR:
-                return node.value
-            if tag == _MAP:
-                if id(node) in building:  # a recursive anchor
-                    raise _NotPlain()
-                building.add(id(node))
-                out = {}
-                for key_node, value_node in node.value:
-                    key = build(key_node)
-                    if isinstance(key, (dict, list)):
-                        raise _NotPlain()
-                    out[key] = build(value_node)
-                if len(out) != len(node.value):
-                    raise DuplicateKeyError("%s: a key is given twice in this mapping" % node.start_mark)
-                building.discard(id(node))
-                return out
-            if tag == _SEQ:
-                if id(node) in building:
-                    raise _NotPlain()
-                building.add(id(node))
-                out = [build(item) for item in node.value]
-                building.discard(id(node))
-                return out
-            if tag == _INT:
-                return loader.construct_yaml_int(node)
-            if tag == _NULL:
-                return None
-            if tag == _BOOL:
-                return loader.construct_yaml_bool(node)
-            if tag == _FLOAT:
-                return loader.construct_yaml_float(node)
-            raise _NotPlain()
-
-        try:
-            return build(node)
-        except (_NotPlain, RecursionError):
-            return loader.construct_document(node)
-    finally:
-        loader.dispose()
+# Ansible's own YAML tags: a fleet file using them is checked by _yaml_input, then loaded by Ansible's loader.
+ANSIBLE_TAGS = ("!vault", "!vault-encrypted", "!unsafe")
 
 
 def _group_name(prefix, value):
@@ -168,16 +103,31 @@ def _group_name(prefix, value):
 
 
 def site_derived(name, site):
-    """What the plugin derives from a site: edgeops_site, edgeops_network, the registry, ProxyJump."""
+    """What the plugin derives from a site: edgeops_site, edgeops_network, the registry, ProxyJump (after the
+    site's own ansible_ssh_common_args, if its vars have them)."""
     derived = {"edgeops_site": name, "edgeops_network": site["network"]}
     if site["registry"]:
         derived["registry_address"] = site["registry"]
         derived["workloads_registry"] = site["registry"]
     if site["bastion"]:
-        bastion = site["bastion"]
-        jump = "%s%s:%d" % ("%s@" % bastion["user"] if bastion["user"] else "", bastion["host"], bastion["port"])
-        derived["ansible_ssh_common_args"] = "-o ProxyJump=%s" % jump
+        derived[SSH_ARGS] = ssh_common_args(site["vars"].get(SSH_ARGS), site["bastion"])
     return derived
+
+
+def device_ssh_args(fleet, name):
+    """A device's ansible_ssh_common_args behind a bastion, or None: the last of its site's, its profile's and its
+    own vars that sets them, then the bastion's ProxyJump; the bastion's own device gets no ProxyJump (not through
+    itself: it is reached directly), so "" when nothing sets them."""
+    device = fleet["devices"][name]
+    site = fleet["sites"][device["site"]]
+    bastion = site["bastion"]
+    if not bastion:
+        return None
+    own = site["vars"].get(SSH_ARGS)
+    if device["profile"]:
+        own = fleet["profiles"][device["profile"]]["vars"].get(SSH_ARGS, own)
+    own = device["vars"].get(SSH_ARGS, own)
+    return (own or "") if bastion["device"] == name else ssh_common_args(own, bastion)
 
 
 def profile_derived(name, profile):
@@ -214,6 +164,9 @@ def reference_vars(fleet, waves, name):
     variables.update(profile_derived(device["profile"], profile))
     variables.update(device_derived(device, waves[name]))
     variables.update(device["vars"])
+    ssh_args = device_ssh_args(fleet, name)
+    if ssh_args is not None:
+        variables[SSH_ARGS] = ssh_args
     return variables
 
 
@@ -271,6 +224,9 @@ def inventory_layout(fleet, waves):
                     hostvars[key] = reference[key]
         if device["vars"]:
             hostvars.update(device["vars"])
+        ssh_args = device_ssh_args(fleet, name)
+        if ssh_args is not None and (SSH_ARGS in hostvars or ssh_args != groups[device["site"]].get(SSH_ARGS)):
+            hostvars[SSH_ARGS] = ssh_args  # the site group's value does not hold for this device
         member_of = ["edge_devices", device["site"], "wave_%d" % wave]
         for tag in device["tags"]:
             group = tag_groups.get(tag)
@@ -303,16 +259,17 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
         return super(InventoryModule, self).verify_file(path) and path.endswith((".fleet.yml", ".fleet.yaml"))
 
     def _read_fleet_file(self, fleet_path):
-        with open(fleet_path, "rb") as handle:
-            raw = handle.read()
-        if not raw.lstrip().startswith(b"$ANSIBLE_VAULT"):
-            try:
-                return read_plain_yaml(raw)
-            except yaml.YAMLError:
-                pass
-        # A vaulted file, !vault/!unsafe values, a duplicate key or a syntax error: Ansible's loader (vault support,
-        # its warnings and error messages). unsafe=True only skips its deep copy of data nothing else holds.
-        return self.loader.load_from_file(fleet_path, cache="none", unsafe=True)
+        """The fleet file's data; YAMLInputError for input _yaml_input refuses (also inside a vaulted file)."""
+        raw = read_input(fleet_path)
+        if raw.lstrip().startswith(b"$ANSIBLE_VAULT"):
+            raw = self.loader.get_text_file_contents(fleet_path).encode("utf-8", "surrogateescape")
+        data, tagged = load_yaml(raw, fleet_path, foreign_tags=ANSIBLE_TAGS)
+        expect_mapping(data, fleet_path, empty=True)
+        if tagged:
+            # !vault/!unsafe values: Ansible's loader, on a file already checked (no duplicate keys, bounded
+            # aliases). unsafe=True only skips its deep copy of data nothing else holds.
+            return self.loader.load_from_file(fleet_path, cache="none", unsafe=True)
+        return data
 
     def _load(self, path):
         fleet_path = os.path.expanduser(self.get_option("fleet_file"))
@@ -322,7 +279,7 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
             raise AnsibleParserError("%s: fleet_file %s does not exist" % (path, fleet_path))
         try:
             fleet = load_fleet(self._read_fleet_file(fleet_path), source=fleet_path)
-        except FleetError as exc:
+        except (YAMLInputError, FleetError) as exc:
             raise AnsibleParserError(str(exc))
         return inventory_layout(fleet, assign_waves(fleet))
 

@@ -194,6 +194,29 @@ def import_changes(variant, digest, family=None):
     return list(_variant(variant)["changes"]) + family_label + ["LABEL org.edgeops.lab.recipe=%s" % digest]
 
 
+# Debian policy's package names; a Docker repository path (an optional registry host[:port] first); a suite.
+_PACKAGE_RE = re.compile(r"^[a-z0-9][a-z0-9+.-]+$")
+_REPOSITORY_RE = re.compile(r"^([A-Za-z0-9.-]+(:[0-9]+)?/)?[a-z0-9]+([._-][a-z0-9]+)*(/[a-z0-9]+([._-][a-z0-9]+)*)*$")
+_SUITE_RE = re.compile(r"^[a-z][a-z0-9-]*$")
+_MIRROR_RE = re.compile(r"^(https?|file)://[^\s,]+$")
+
+
+def check_recipe(repository, suite, mirror, packages, debootstrap_timeout):
+    """Refuse, naming the option, what would only fail after a long debootstrap (or build something else)."""
+    if not isinstance(repository, str) or not _REPOSITORY_RE.match(repository):
+        raise LabPlanError("repository must be a Docker repository such as edgeops/lab-device, got %r" % (repository,))
+    if not isinstance(suite, str) or not _SUITE_RE.match(suite):
+        raise LabPlanError("suite must be a Debian suite such as trixie, got %r" % (suite,))
+    if not isinstance(mirror, str) or not _MIRROR_RE.match(mirror):
+        raise LabPlanError("mirror must be an http(s):// or file:// URL, got %r" % (mirror,))
+    for index, package in enumerate(packages):
+        if not isinstance(package, str) or not _PACKAGE_RE.match(package):
+            raise LabPlanError("packages[%d] must be a Debian package name (one per element), got %r"
+                               % (index, package))
+    # `timeout 0` would wait for ever.
+    _check_int("debootstrap_timeout", debootstrap_timeout, 1, 86400)
+
+
 def _check_int(name, value, low, high):
     """Accept an int or a string of digits (``-e key=20`` passes a string)."""
     message = "%s must be an integer between %d and %d, got %r" % (name, low, high, value)
@@ -223,8 +246,10 @@ def lab_plan(lab_name, sites=1, devices_per_site=3, ssh_port_base=42200, hubs=Tr
     sites = _check_int("lab_sites", sites, 1, MAX_SITES)
     devices_per_site = _check_int("lab_devices_per_site", devices_per_site, 0, MAX_DEVICES_PER_SITE)
     ssh_port_base = _check_int("lab_ssh_port_base", ssh_port_base, 1024, 65535)
-    if not isinstance(publish_device_ssh, bool):
-        raise LabPlanError("lab_publish_device_ssh must be true or false, got %r" % (publish_device_ssh,))
+    # A string would pass for true here ("false" included): the role converts, and anything else is refused.
+    for name, value in (("lab_hubs", hubs), ("lab_publish_device_ssh", publish_device_ssh)):
+        if not isinstance(value, bool):
+            raise LabPlanError("%s must be true or false, got %r" % (name, value))
     if not publish_device_ssh and not hubs:
         raise LabPlanError(
             "lab_publish_device_ssh false needs lab_hubs true: unpublished devices are reached only "

@@ -45,10 +45,26 @@ def stats_key(rollout_id):
     return "edgeops_rollout_" + re.sub(r"[^A-Za-z0-9]", "_", rollout_id)
 
 
-def check_id(rollout_id):
+def check_id(rollout_id, what="rollout id"):
+    """A rollout or release id: it names a file of the record or approvals directory."""
     if not isinstance(rollout_id, str) or not _ID_RE.match(rollout_id):
-        raise RolloutError("rollout id must be letters, digits and . _ : + - (at most 128), got %r" % (rollout_id,))
+        raise RolloutError("%s must be letters, digits and . _ : + - (at most 128), got %r" % (what, rollout_id))
     return rollout_id
+
+
+def check_results(record, results, key="results"):
+    """Results of a step: a mapping of the rollout's devices to mappings; refused, naming the device, before the
+    record is touched (an unknown device used to end the module with a KeyError)."""
+    if not isinstance(results, dict):
+        raise RolloutError("%s must be a mapping of device name to its result, got %r" % (key, type(results).__name__))
+    unknown = sorted(str(name) for name in results if name not in record["devices"])
+    if unknown:
+        raise RolloutError("%s: %s %s not a target of rollout %s" % (
+            key, ", ".join(unknown), "is" if len(unknown) == 1 else "are", record.get("id")))
+    for name, result in sorted(results.items()):
+        if not isinstance(result, dict):
+            raise RolloutError("%s.%s must be a mapping, got %r" % (key, name, result))
+    return results
 
 
 # ---- approval ------------------------------------------------------------------------------------------

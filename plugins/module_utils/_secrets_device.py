@@ -94,6 +94,14 @@ def check_request(values, owners):
             raise DeliverError("owners: %r is not a usable secret name (letters, digits, '_', '.', '-')" % (name,))
         if name not in values or values[name] is None:
             raise DeliverError("owners.%s: this secret is read by workloads but has no value" % name)
+        # What secrets_resolve refuses on the controller, refused here too for values given directly (a mapping
+        # would be written as its Python repr, a YAML boolean as True). The message never holds the value.
+        value = values[name]
+        if isinstance(value, (dict, list, tuple, bool)) or not isinstance(value, (str, int, float)):
+            raise DeliverError("values.%s: a secret's value must be a string (or a number), got a %s"
+                               % (name, type(value).__name__))
+        if value == "":
+            raise DeliverError("values.%s: the secret's value is empty" % name)
         uids[name] = resolve_uid(name, owners[name])
     return uids
 

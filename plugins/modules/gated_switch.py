@@ -28,7 +28,8 @@ description:
   - on any failure after the device switched, B(roll back) to O(previous); when even that cannot reach the device,
     the device reverts by itself when its dead-man timer runs out.
   - A switch that changes nothing (the generation already runs) skips the gates and only confirms.
-  - Runs as an action plugin on the controller; the probes are validated before the device is touched.
+  - Runs as an action plugin on the controller; the probes and the numbers (O(confirm_timeout), O(confirm_attempts),
+    O(soak), the generation ids) are validated before the device is touched.
   - The task fails unless the outcome is C(confirmed); a caller that records outcomes (a rollout wave) sets
     C(failed_when=false) and reads RV(outcome).
 options:
@@ -41,11 +42,12 @@ options:
       - The generation a failure rolls back to. Default the device's confirmed generation before the switch.
     type: int
   confirm_timeout:
-    description: Seconds after which the device reverts by itself unless the switch is confirmed (its dead-man timer).
+    description: Seconds after which the device reverts by itself unless the switch is confirmed (its dead-man timer), at
+      least 10.
     type: int
     default: 120
   confirm_attempts:
-    description: New logins tried for the confirm before giving up (the device then reverts by itself).
+    description: New logins tried for the confirm before giving up (the device then reverts by itself), at least 1.
     type: int
     default: 3
   probes:
@@ -56,7 +58,8 @@ options:
     elements: dict
     default: []
   soak:
-    description: Seconds during which the device's probes must keep passing (see M(edgeops.fleet.health_check)).
+    description: Seconds during which the device's probes must keep passing (see M(edgeops.fleet.health_check)), 0 to
+      86400.
     type: int
     default: 0
   compose_project:

@@ -49,12 +49,15 @@ options:
         (C(name) optional here). The device runs them after a switch, a rollback and at boot; an unreachable target
         counts as a failure there.
       - Unknown keys are refused, naming the key, before anything is written.
+      - Only with O(state=staged) (refused otherwise).
     type: dict
   generation:
     description:
       - The generation to switch to, confirm or roll back to.
       - Defaults to the newest generation for O(state=switched), the pending one for O(state=confirmed) and
         the previous confirmed one for O(state=rolled_back).
+      - A generation the device does not keep is refused, naming the kept ones (V(0) too; it is not read as the
+        default). Refused with O(state=staged) and O(state=gc), which do not use it.
     type: int
   confirm_timeout:
     description:
@@ -78,13 +81,17 @@ options:
   confirm_attempts:
     description:
       - With O(state=confirmed), how many times the action plugin tries to open a new connection before it
-        gives up (the device then reverts by itself). Used by the action plugin only.
+        gives up (the device then reverts by itself). Used by the action plugin only; at least 1.
     type: int
     default: 3
 attributes:
   check_mode:
     support: full
-    description: Reports what would change; staging validates the release's shape only.
+    description:
+      - Reports what the operation would do, and fails where it would fail (an unknown generation, nothing to roll
+        back to, a missing or outdated agent for a switch or rollback that changes something).
+      - Staging validates the release's shape only, not with the device's tools (a converge installs them in the
+        same run).
   diff_mode:
     support: full
     description: Artifacts of the current and the staged generation, or the current pointer before and after.
@@ -97,6 +104,8 @@ attributes:
     description: Staging the same release again returns the existing generation; switching to the current one is a no-op.
 notes:
   - Run on the device as root.
+  - Everything that can be refused is refused before the state directory is touched (its lock creates it); the
+    release's artifacts are validated with the device's tools in a scratch directory outside it.
 extends_documentation_fragment:
   - edgeops.fleet.probes
 seealso:
@@ -219,8 +228,7 @@ from ansible_collections.edgeops.fleet.plugins.module_utils._generations.config 
     AGENT_VERSION, installed_agent_version, load_config)
 from ansible_collections.edgeops.fleet.plugins.module_utils._generations.confirm import DEFAULT_CONFIRM_TIMEOUT
 from ansible_collections.edgeops.fleet.plugins.module_utils._generations.errors import GenerationError
-from ansible_collections.edgeops.fleet.plugins.module_utils._generations.plans import (
-    next_generation_id, previous_confirmed)
+from ansible_collections.edgeops.fleet.plugins.module_utils._generations.plans import next_generation_id
 from ansible_collections.edgeops.fleet.plugins.module_utils._generations.store import Store
 
 
@@ -236,36 +244,45 @@ def _artifacts_text(store, generation):
     return "".join(chunks)
 
 
-def _check_mode(module, store, params, result):
+def _irrelevant(params):
+    """An option the state does not use (a mistaken state, most likely), or None."""
     state = params["state"]
-    current, confirmed = store.pointer("current"), store.pointer("confirmed")
+    if params["release"] is not None and state != "staged":
+        return "release is used only with state=staged (state=%s)" % state
+    if params["generation"] is not None and state in ("staged", "gc"):
+        return "generation is not used with state=%s (it names the generation to switch to, confirm or roll back to)" \
+            % state
+    return None
+
+
+def _plan(store, params):
+    """What the operation would do, refused exactly as the operation refuses it; reads only (check mode's answer)."""
+    state = params["state"]
     if state == "staged":
         norm, arts, existing = store.plan_stage(params["release"])
-        result["changed"] = existing is None
-        result["generation"] = existing if existing is not None else next_generation_id(store.generation_ids())
+        generation = existing if existing is not None else next_generation_id(store.generation_ids())
+        return {"changed": existing is None, "generation": generation, "release": norm, "artifacts": arts}
+    if state == "switched":
+        return store.plan_switch(params["generation"], params["confirm_timeout"])
+    if state == "confirmed":
+        return store.plan_confirm(params["generation"])
+    if state == "rolled_back":
+        return store.plan_rollback(params["generation"])
+    kept, removed, images = store.plan_gc(params["keep"])
+    return {"changed": bool(removed), "kept": kept, "removed": removed, "images_removed": images}
+
+
+def _check_mode(module, store, plan, result):
+    if module.params["state"] == "staged":
+        result.update(changed=plan["changed"], generation=plan["generation"])
         if module._diff:
+            current, arts = store.pointer("current"), plan["artifacts"]
             after = "".join("# --- %s\n%s\n" % (rel, arts[rel].decode("utf-8").rstrip()) for rel in sorted(arts))
             result["diff"] = {"before": _artifacts_text(store, current), "after": after,
-                              "before_header": "generation %s" % current, "after_header": "release %s" % norm["id"]}
-    elif state == "switched":
-        target = params["generation"] or max(store.generation_ids() or [0])
-        result["generation"] = target
-        result["changed"] = current != target
-    elif state == "confirmed":
-        target = params["generation"] or current
-        if current != target:
-            module.fail_json(msg="generation %s is not the current generation (current: %s)" % (target, current), **result)
-        result["generation"] = target
-        result["changed"] = confirmed != target
-    elif state == "rolled_back":
-        target = params["generation"]
-        if target is None:
-            target = confirmed if current != confirmed else previous_confirmed(store.read_state()["history"], current)
-        result["generation"] = target
-        result["changed"] = not (current == target == confirmed)
-    elif state == "gc":
-        kept, removed, images = store.plan_gc(params["keep"])
-        result.update(changed=bool(removed), kept=kept, removed=removed, images_removed=images)
+                              "before_header": "generation %s" % current,
+                              "after_header": "release %s" % plan["release"]["id"]}
+    else:
+        result.update(plan)
 
 
 def main():
@@ -286,12 +303,18 @@ def main():
     params = module.params
     state = params["state"]
     result = {"changed": False, "ssh_connection": os.environ.get("SSH_CONNECTION", "")}
+    irrelevant = _irrelevant(params)
+    if irrelevant:
+        module.fail_json(msg=irrelevant, **result)
     first_new_incident = 0
     store = None
     try:
         store = Store(load_config())
         first_new_incident = len(store.incidents())
-        if state in ("switched", "rolled_back") and not module.check_mode:
+        # Everything is refused here, before the operation takes the lock (which creates the state directory), and
+        # check mode answers with the same plan, so that it fails where the real run fails.
+        plan = _plan(store, params)
+        if state in ("switched", "rolled_back") and plan["changed"]:
             installed = installed_agent_version()
             if installed != AGENT_VERSION:
                 module.fail_json(msg="the device agent is %s but this module needs version %s: apply the "
@@ -300,7 +323,7 @@ def main():
                                         AGENT_VERSION), **result)
         before = store.pointer("current")
         if module.check_mode:
-            _check_mode(module, store, params, result)
+            _check_mode(module, store, plan, result)
         elif state == "staged":
             result.update(store.stage(params["release"], pull=params["pull"]))
             if result["changed"] and module._diff:
@@ -312,10 +335,9 @@ def main():
             # A firewall change may cut this SSH session: finish the switch anyway, the dead-man
             # timer decides what happens next.
             signal.signal(signal.SIGHUP, signal.SIG_IGN)
-            target = params["generation"] or max(store.generation_ids() or [0])
-            result.update(store.switch(target, params["confirm_timeout"], health=params["health_checks"]))
+            result.update(store.switch(params["generation"], params["confirm_timeout"], health=params["health_checks"]))
         elif state == "confirmed":
-            result.update(store.confirm(params["generation"] or store.pointer("current")))
+            result.update(store.confirm(params["generation"]))
         elif state == "rolled_back":
             signal.signal(signal.SIGHUP, signal.SIG_IGN)
             result.update(store.rollback(params["generation"], health=params["health_checks"]))

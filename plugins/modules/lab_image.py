@@ -25,7 +25,8 @@ author:
 attributes:
   check_mode:
     support: full
-    description: Reports whether the image would be built; builds nothing.
+    description: Reports whether the image would be built; builds nothing. Checks the options, the build's programs
+      and O(build_dir) as a build does, so it fails where a build would fail.
   diff_mode:
     support: none
     description: The image is all or nothing; there is no file content to show.
@@ -46,15 +47,16 @@ options:
     choices: [device, minimal]
     default: device
   suite:
-    description: Debian suite to bootstrap.
+    description: Debian suite to bootstrap (lowercase letters, digits and C(-)).
     type: str
     default: trixie
   mirror:
-    description: Debian mirror for debootstrap.
+    description: Debian mirror for debootstrap, an C(http://), C(https://) or C(file://) URL.
     type: str
     default: http://deb.debian.org/debian
   packages:
-    description: Packages installed on top of the variant's base set (systemd, sshd, python3, ...).
+    description: Packages installed on top of the variant's base set (systemd, sshd, python3, ...), one Debian
+      package name per element.
     type: list
     elements: str
     default: []
@@ -63,7 +65,7 @@ options:
     type: path
     default: /var/tmp
   debootstrap_timeout:
-    description: Seconds allowed for debootstrap before the build is abandoned.
+    description: Seconds allowed for debootstrap before the build is abandoned (1 to 86400).
     type: int
     default: 1200
   prune_stale:
@@ -134,6 +136,8 @@ import tempfile
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.edgeops.fleet.plugins.module_utils._lab import (
+    LabPlanError,
+    check_recipe,
     customize_script,
     image_tag,
     import_changes,
@@ -199,17 +203,26 @@ def main():
         supports_check_mode=True,
     )
     params = module.params
+    try:
+        check_recipe(params["repository"], params["suite"], params["mirror"], params["packages"],
+                     params["debootstrap_timeout"])
+    except LabPlanError as exc:
+        module.fail_json(msg=str(exc))
     digest = recipe_digest(params["suite"], params["mirror"], params["packages"], variant=params["variant"])
     family = recipe_family(params["variant"], params["packages"])
     ref = image_tag(params["repository"], params["suite"], digest)
     result = dict(changed=False, image=ref, recipe_digest=digest, built=False, pruned=[],
                   image_id=_image_id(module, ref))
-    if result["image_id"] or module.check_mode:
-        result["changed"] = not result["image_id"]
+    if result["image_id"]:
         module.exit_json(**result)
-
+    # What a build needs, checked in check mode too: it fails where the build would fail.
     for tool in ("debootstrap", "docker", "chroot", "tar", "timeout"):
         module.get_bin_path(tool, required=True)
+    if not os.path.isdir(params["build_dir"]):
+        module.fail_json(msg="build_dir %s is not a directory" % params["build_dir"], **result)
+    if module.check_mode:
+        result["changed"] = True
+        module.exit_json(**result)
     workdir = tempfile.mkdtemp(prefix="edgeops-lab-image-", dir=params["build_dir"])
     try:
         _build(module, ref, digest, family, workdir)

@@ -35,7 +35,9 @@ description:
     and fails with RV(reverted=true) and a message saying so.
   - While a commit-confirmed change is pending on the device (say an earlier run was interrupted before its
     confirm), the module fails naming it and the time it reverts, rather than report or change a table that may
-    still revert (in check mode it only warns).
+    still revert; in check mode too, as the real run would.
+  - Every option is checked before anything is written, in check mode as well (O(confirm_timeout), O(content)
+    with O(state=absent)), so that check mode fails where the real run fails.
   - O(state=absent) removes the table (also commit-confirmed when O(confirm_timeout) is set).
 options:
   table:
@@ -50,7 +52,8 @@ options:
   content:
     description:
       - The table's definition, nft syntax, such as C(table inet edgeops_firewall { chain input { ... } }).
-      - Required with O(state=present) unless O(src) is given. Mutually exclusive with O(src).
+      - Required with O(state=present) unless O(src) is given; refused with O(state=absent). Mutually exclusive
+        with O(src).
     type: str
   src:
     description:
@@ -73,7 +76,7 @@ options:
   recovery_timeout:
     description:
       - Used by the action plugin only. After a change was not confirmed, how many seconds past O(confirm_timeout)
-        it keeps trying to log in again, to report whether the device restored its table.
+        it keeps trying to log in again, to report whether the device restored its table. V(0) or more.
     type: int
     default: 60
   _phase:
@@ -87,7 +90,8 @@ options:
 attributes:
   check_mode:
     support: full
-    description: Validates the content (C(nft -c)) and reports whether the table would change; nothing is changed.
+    description: Validates the options and the content (C(nft -c)) and reports whether the table would change; nothing
+      is changed. Fails where the real run fails (a pending change, a confirm timeout below 10 s).
   diff_mode:
     support: full
     description: The live table's listing before and the listing nft makes of the content after.
@@ -236,8 +240,15 @@ def main():
         if params["src"] is not None:
             module.fail_json(msg="src is read on the controller by the action plugin; call the module as "
                                  "edgeops.fleet.nftables", **result)
-        if params["confirm_timeout"] < 0:
-            module.fail_json(msg="confirm_timeout must be 0 or more seconds, got %d" % params["confirm_timeout"])
+        # Checked here, not only when the change is armed: an unchanged table or check mode would accept it.
+        problem = nft_utils.timeout_problem(params["confirm_timeout"], zero_disables=True)
+        if problem:
+            module.fail_json(msg=problem, **result)
+        if params["recovery_timeout"] < 0:
+            module.fail_json(msg="recovery_timeout must be 0 or more seconds, got %d" % params["recovery_timeout"],
+                             **result)
+        if state == "absent" and params["content"] is not None:
+            module.fail_json(msg="content is used only with state=present; state=absent removes the table", **result)
         if params["confirm_timeout"] and params["_phase"] != "arm" and not module.check_mode:
             module.fail_json(msg="confirm_timeout needs the collection's action plugin (call the module as "
                                  "edgeops.fleet.nftables)", **result)
@@ -245,10 +256,8 @@ def main():
         # the live table as it is, or changing it, now would be undone by that revert (or persist an unconfirmed
         # ruleset). Only this change's own confirm phase (above) may go on.
         waiting = table.pending_message()
-        if waiting and not module.check_mode:
-            module.fail_json(msg=waiting, **result)
         if waiting:
-            module.warn(waiting)
+            module.fail_json(msg=waiting, **result)
         content = None
         desired = None
         if state == "present":

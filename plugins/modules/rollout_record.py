@@ -189,6 +189,9 @@ def _read_json(path):
             return json.load(handle)
     except (IOError, OSError):
         return None
+    except ValueError as exc:
+        # A truncated or hand-edited file: say which, instead of ending the module with a traceback.
+        raise ro.RolloutError("%s is not valid JSON (%s): repair it, or move it away to start over" % (path, exc))
 
 
 def _write_json(path, data):
@@ -238,7 +241,7 @@ def main():
     result = {"changed": False}
     try:
         if p["step"] == "approve":
-            path = os.path.join(p["approvals_dir"], "%s.json" % ro.check_id(p["release"]))
+            path = os.path.join(p["approvals_dir"], "%s.json" % ro.check_id(p["release"], "release"))
             entry = ro.approval_entry(p["release"], manifest_sha256, p["approver"], now)
             old = _read_json(path)
             same = old is not None and all(old.get(k) == entry[k] for k in ("release", "manifest_sha256", "approver"))
@@ -246,6 +249,7 @@ def main():
                 _write_json(path, entry)
             module.exit_json(changed=not same, path=path, approval=old if same else entry)
 
+        ro.check_id(p["release"], "release")
         rollout_id = ro.check_id(p["rollout_id"] or p["release"])
         path = os.path.join(p["record_dir"], "%s.json" % rollout_id)
         record = _read_json(path)
@@ -261,20 +265,21 @@ def main():
         elif record is None:
             raise ro.RolloutError("there is no rollout record %s: step=start comes first" % path)
         elif p["step"] == "stage":
-            ro.record_stage(record, p["results"], now)
+            ro.record_stage(record, ro.check_results(record, p["results"]), now)
             result["decision"], result["reason"] = ro.decide_after_stage(record)
             if result["decision"] != "continue":
                 record["status"] = "aborted" if result["decision"] == "abort" else "paused"
                 record["reason"] = result["reason"]
         elif p["step"] == "wave":
-            result["decision"], result["reason"] = ro.record_wave(record, p["wave"], p["results"],
-                                                                  p["wave_started"] or now, now)
+            results = ro.check_results(record, p["results"])
+            result["decision"], result["reason"] = ro.record_wave(record, p["wave"], results, p["wave_started"] or now,
+                                                                  now)
         else:
             since = len(record["incidents"])
             if p["step"] == "finish":
                 ro.finish(record, p["results"] or {}, now)
             else:
-                ro.finish_rollback(record, p["results"] or {}, now)
+                ro.finish_rollback(record, ro.check_results(record, p["results"] or {}), now)
             started = record["attempts"][-1]["started"] if record["attempts"] else ""
             new = [i for i in record["incidents"] if i["time"] >= started] if started else record["incidents"][since:]
             result.update(

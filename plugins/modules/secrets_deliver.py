@@ -35,8 +35,8 @@ description:
     C(edgeops.fleet.secrets_fingerprints) filter, given RV(renewed).
 options:
   values:
-    description: Secret name to value (from ansible-vault or the C(secrets_resolve) action). Only the names in
-      O(owners) are delivered.
+    description: Secret name to value (from ansible-vault or the C(secrets_resolve) action), a non-empty string or a
+      number (a mapping, a list or a boolean is refused, naming the secret). Only the names in O(owners) are delivered.
     type: dict
     required: true
   owners:

@@ -46,12 +46,14 @@ options:
     description:
       - Settings of the C(aws) source that definitions do not override - C(region), C(endpoint_url) and C(options)
         (further options of the lookup, such as C(profile); credentials best come from the environment or a profile).
+      - Other keys are refused, naming them.
     type: dict
     default: {}
   hashi_vault:
     description:
       - Settings of the C(hashi_vault) source - C(url), C(mount_point) (default of the lookup C(secret)) and C(options)
         (further options of the lookup, such as C(auth_method), C(role_id), C(token_path)).
+      - Other keys are refused, naming them.
     type: dict
     default: {}
 attributes:

@@ -31,6 +31,10 @@ def _fail(key, message):
 def daemon_config(data_root="/var/lib/docker", live_restore=True, log_driver="json-file", log_max_size="10m",
                   log_max_file=3, default_ulimits=None, registry_mirrors=None, nvidia=False, extra=None):
     """Return the daemon.json mapping for the given role variables (raises DockerEngineConfigError)."""
+    # bool("false") is True: the role converts its switches, anything else is refused here.
+    for key, value in (("docker_engine_live_restore", live_restore), ("docker_engine_nvidia", nvidia)):
+        if not isinstance(value, bool):
+            _fail(key, "must be true or false, got %r" % (value,))
     if not isinstance(data_root, str) or not data_root.startswith("/"):
         _fail("docker_engine_data_root", "must be an absolute path, got %r" % (data_root,))
     if log_driver not in ("json-file", "local"):
@@ -46,7 +50,7 @@ def daemon_config(data_root="/var/lib/docker", live_restore=True, log_driver="js
         _fail("docker_engine_log_max_file", "must be an integer >= 1, got %r" % (log_max_file,))
     config = {
         "data-root": data_root,
-        "live-restore": bool(live_restore),
+        "live-restore": live_restore,
         "log-driver": log_driver,
         "log-opts": {"max-size": log_max_size, "max-file": str(max_file)},
     }

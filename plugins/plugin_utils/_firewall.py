@@ -52,15 +52,18 @@ def _as_list(value, var):
     return list(value)
 
 
-# Extra vars (-e key=value) arrive as strings: accept the spellings Ansible itself reads as booleans and
-# whole numbers written as digits, and nothing looser (a typo still fails naming the variable).
-_TRUE = ("true", "yes", "on", "1")
-_FALSE = ("false", "no", "off", "0")
+# Extra vars (-e key=value) arrive as strings: accept the spellings Ansible itself reads as booleans (those the role's
+# argument spec, `type: bool`, let through: y and t too) and whole numbers written as digits, and nothing looser (a
+# typo still fails naming the variable).
+_TRUE = ("true", "yes", "on", "1", "y", "t")
+_FALSE = ("false", "no", "off", "0", "n", "f")
 
 
 def _bool(value, var):
     if isinstance(value, str) and value.strip().lower() in _TRUE + _FALSE:
         return value.strip().lower() in _TRUE
+    if isinstance(value, int) and not isinstance(value, bool) and value in (0, 1):
+        return value == 1
     if not isinstance(value, bool):
         _fail(var, "true or false", value)
     return value

@@ -5,7 +5,15 @@
 
 Pure functions, shared by the inventory plugin and the unit tests. Every error names the file, the key and
 what was expected; unknown keys are errors. load_rollout_policy() validates the ``rollout`` section on its own
-(also a policy given as a playbook variable) and fills in every default.
+(also a policy given as a playbook variable) and fills in every default. The file itself is read by
+_yaml_input (duplicate keys, alias bombs, size and encoding are refused there); load_fleet() takes any parsed
+value and either returns a fleet or raises FleetError, whatever the types inside.
+
+References inside the file are checked: a device's site and profile exist; a site's bastion and registry, when
+they name a device of the fleet (by name, or by address and port for the bastion), name one of that site (the
+bastion device itself is then reached directly, not through itself); ``ansible_ssh_common_args`` in the vars of
+a site, profile or device behind a bastion may not set a jump host of its own (the bastion's ProxyJump is added
+to those arguments, see ssh_common_args()).
 
 Waves are assigned without state: each device gets a score in [0, 1) from sha256(salt, name). Percentage
 waves are score thresholds, so adding a device never moves another one, except where a per-site cap is
@@ -20,6 +28,7 @@ __metaclass__ = type
 
 import hashlib
 import re
+import shlex
 
 TOP_KEYS = ("version", "profiles", "sites", "devices", "rollout")
 SITE_KEYS = ("bastion", "registry", "network", "vars")
@@ -47,6 +56,15 @@ ROLLOUT_DEFAULTS = {
 
 _NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 _HOST_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,252}$")
+# A login name: it ends up in ssh's ProxyJump=user@host, so nothing an ssh command line would read as more.
+_USER_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,31}$")
+# As the workloads role checks workloads_registry (plugins/plugin_utils/_workloads.py).
+_REGISTRY_RE = re.compile(r"^([A-Za-z0-9][A-Za-z0-9.-]*)(?::([0-9]{1,5}))?$")
+_RELEASE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]{0,127}$")
+_CHANNEL_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
+# ssh options that pick a jump host: with a bastion, the plugin's ProxyJump must be the only one.
+_JUMP_OPTIONS = ("proxyjump", "proxycommand")
+SSH_ARGS = "ansible_ssh_common_args"
 _PERCENT_RE = re.compile(r"^([0-9]{1,3}(?:\.[0-9]+)?)%$")
 
 
@@ -61,8 +79,17 @@ class _Checker(object):
     def fail(self, key, expected, got=None, show_got=True):
         message = "%s: %s: expected %s" % (self.source, key, expected)
         if show_got:
-            message += ", got %r" % (got,)
+            got = repr(got)
+            message += ", got %s" % (got if len(got) <= 200 else got[:200] + "...")
         raise FleetError(message)
+
+    def named(self, value, key, expected):
+        """The items of a mapping of names to settings, sorted; every name checked first (they may be any type)."""
+        if not isinstance(value, dict):
+            self.fail(key, expected, value)
+        for name in value:
+            self.name(name, "%s.%s" % (key, name))
+        return sorted(value.items())
 
     def mapping(self, value, key, allowed, required=()):
         if not isinstance(value, dict):
@@ -90,6 +117,43 @@ class _Checker(object):
         if not isinstance(value, str) or not _HOST_RE.match(value):
             self.fail(key, "a host name or IP address", value)
         return value
+
+    def pattern(self, value, key, regex, expected, optional=True):
+        if value is None and optional:
+            return None
+        if not isinstance(value, str) or not regex.match(value):
+            self.fail(key, expected, value)
+        return value
+
+    def user(self, value, key):
+        return self.pattern(value, key, _USER_RE, "a user name (letters, digits, '_', '.', '-'; at most 32)")
+
+    def registry(self, value, key):
+        match = _REGISTRY_RE.match(value) if isinstance(value, str) else None
+        if not match or (match.group(2) is not None and not 1 <= int(match.group(2)) <= 65535):
+            self.fail(key, "a registry address host[:port] (port 1-65535)", value)
+        return value
+
+    def ssh_args(self, vars_, key, bastion_of=None):
+        """The ssh arguments in vars (a string); with a bastion (``bastion_of``, the site) no jump host of their own."""
+        args = vars_.get(SSH_ARGS)
+        if args is None:
+            return None
+        key = "%s.%s" % (key, SSH_ARGS)
+        if not isinstance(args, str):
+            self.fail(key, "ssh arguments as a string", args)
+        try:
+            words = shlex.split(args)
+        except ValueError as exc:
+            self.fail(key, "ssh arguments a shell can split (%s)" % exc, args)
+        if bastion_of is not None:
+            for index, word in enumerate(words):
+                option = words[index + 1] if word == "-o" and index + 1 < len(words) else word[2:] \
+                    if word.startswith("-o") else ""
+                if word.startswith("-J") or option.lower().replace(" ", "=").split("=", 1)[0] in _JUMP_OPTIONS:
+                    self.fail(key, "no jump host (-J, ProxyJump, ProxyCommand): site %s has a bastion, whose "
+                              "ProxyJump the plugin adds to these arguments" % bastion_of, args)
+        return args
 
     def str_list(self, value, key):
         if not isinstance(value, list) or not all(isinstance(v, str) and _NAME_RE.match(v) for v in value):
@@ -150,23 +214,21 @@ def load_fleet(data, source="fleet file"):
     """Validate a parsed fleet file; return a normalised dict (raises FleetError naming file and key)."""
     check = _Checker(source)
     check.mapping(data, "", TOP_KEYS, required=("sites", "devices"))
-    if data.get("version", 1) != 1:
-        check.fail("version", "1", data.get("version"))
+    version = data.get("version", 1)
+    if isinstance(version, bool) or not isinstance(version, int) or version != 1:  # not true, not 1.0
+        check.fail("version", "1", version)
     profiles = {}
-    for name, spec in sorted((data.get("profiles") or {}).items()):
+    for name, spec in check.named(data.get("profiles") or {}, "profiles", "a mapping of profile name to its settings"):
         key = "profiles.%s" % name
-        check.name(name, key)
         spec = check.mapping(spec or {}, key, PROFILE_KEYS)
         gpus = spec.get("gpus", 0)
         if isinstance(gpus, bool) or not isinstance(gpus, int) or gpus < 0:
             check.fail(key + ".gpus", "a number of GPUs >= 0", gpus)
         profiles[name] = {"gpus": gpus, "vars": check.vars(spec.get("vars"), key + ".vars")}
+        check.ssh_args(profiles[name]["vars"], key + ".vars")
     sites = {}
-    if not isinstance(data["sites"], dict):
-        check.fail("sites", "a mapping of site name to its settings", data["sites"])
-    for name, spec in sorted(data["sites"].items()):
+    for name, spec in check.named(data["sites"], "sites", "a mapping of site name to its settings"):
         key = "sites.%s" % name
-        check.name(name, key)
         if name in RESERVED_GROUPS or name.startswith(GROUP_PREFIXES):
             check.fail(key, "a site name other than %s and not starting with %s (those are groups of their own)"
                        % (", ".join(RESERVED_GROUPS), ", ".join(GROUP_PREFIXES)), name)
@@ -176,37 +238,92 @@ def load_fleet(data, source="fleet file"):
             bastion = check.mapping(spec["bastion"], key + ".bastion", BASTION_KEYS, required=("host",))
             site["bastion"] = {"host": check.host(bastion["host"], key + ".bastion.host"),
                                "port": check.port(bastion.get("port", 22), key + ".bastion.port"),
-                               "user": bastion.get("user")}
+                               "user": check.user(bastion.get("user"), key + ".bastion.user"),
+                               "device": None}
         if spec.get("registry") is not None:
-            site["registry"] = check.host(spec["registry"], key + ".registry")
+            site["registry"] = check.registry(spec["registry"], key + ".registry")
         site["network"] = check.vars(spec.get("network"), key + ".network")
+        check.ssh_args(site["vars"], key + ".vars", bastion_of=name if site["bastion"] else None)
         sites[name] = site
     devices = {}
     if not isinstance(data["devices"], dict) or not data["devices"]:
         check.fail("devices", "a non-empty mapping of device name to its settings", data["devices"])
-    for name, spec in sorted(data["devices"].items()):
+    for name, spec in check.named(data["devices"], "devices", "a non-empty mapping of device name to its settings"):
         key = "devices.%s" % name
-        check.name(name, key)
         spec = check.mapping(spec, key, DEVICE_KEYS, required=("site", "address"))
-        if spec["site"] not in sites:
-            check.fail(key + ".site", "one of the sites (%s)" % ", ".join(sorted(sites)), spec["site"])
+        site = spec["site"]
+        if not isinstance(site, str) or site not in sites:
+            check.fail(key + ".site", "one of the sites (%s)" % ", ".join(sorted(sites)), site)
         profile = spec.get("profile")
-        if profile is not None and profile not in profiles:
+        if profile is not None and (not isinstance(profile, str) or profile not in profiles):
             check.fail(key + ".profile", "one of the profiles (%s)" % (", ".join(sorted(profiles)) or "none declared"),
                        profile)
         devices[name] = {
-            "site": spec["site"],
+            "site": site,
             "address": check.host(spec["address"], key + ".address"),
             "port": check.port(spec.get("port", 22), key + ".port"),
-            "user": spec.get("user"),
+            "user": check.user(spec.get("user"), key + ".user"),
             "profile": profile,
             "tags": check.str_list(spec.get("tags", []), key + ".tags"),
-            "release": spec.get("release"),
-            "channel": spec.get("channel"),
+            "release": check.pattern(spec.get("release"), key + ".release", _RELEASE_RE,
+                                     "a release name as a string (letters, digits, '.', '_', '+', '-'; quote a "
+                                     "version such as \"2024.10\", which unquoted is a number)"),
+            "channel": check.pattern(spec.get("channel"), key + ".channel", _CHANNEL_RE,
+                                     "a channel name as a string (letters, digits, '.', '_', '-')"),
             "vars": check.vars(spec.get("vars"), key + ".vars"),
         }
+        bastion = sites[site]["bastion"]
+        if bastion:
+            # The ProxyJump is added to the device's ssh arguments, wherever they come from.
+            check.ssh_args(devices[name]["vars"], key + ".vars", bastion_of=site)
+            if profile:
+                check.ssh_args(profiles[profile]["vars"], "profiles.%s.vars" % profile, bastion_of=site)
+    check_references(sites, devices, check)
     return {"profiles": profiles, "sites": sites, "devices": devices,
             "rollout": load_rollout_policy(data.get("rollout"), source=source)}
+
+
+def check_references(sites, devices, check):
+    """A site's bastion and registry, when they name a device of the fleet, name one of that site.
+
+    A bastion names a device by its name, or by its address and port; a registry (host[:port]) by the device's
+    name or address. The bastion's device is marked (site["bastion"]["device"]): it is reached directly.
+    """
+    by_name = dict((name, name) for name in devices)
+    by_address = {}
+    for name, device in sorted(devices.items()):
+        by_address.setdefault(device["address"], []).append(name)
+    for site_name, site in sorted(sites.items()):
+        bastion = site["bastion"]
+        if bastion:
+            named = [by_name[bastion["host"]]] if bastion["host"] in by_name else [
+                name for name in by_address.get(bastion["host"], []) if devices[name]["port"] == bastion["port"]]
+            elsewhere = [name for name in named if devices[name]["site"] != site_name]
+            if elsewhere:
+                check.fail("sites.%s.bastion.host" % site_name, "a host of site %s (or outside the fleet): it is "
+                           "device %s of site %s" % (site_name, elsewhere[0], devices[elsewhere[0]]["site"]),
+                           bastion["host"])
+            bastion["device"] = named[0] if named else None
+        if site["registry"]:
+            host = _REGISTRY_RE.match(site["registry"]).group(1)
+            named = [by_name[host]] if host in by_name else by_address.get(host, [])
+            elsewhere = [name for name in named if devices[name]["site"] != site_name]
+            if elsewhere:
+                check.fail("sites.%s.registry" % site_name, "a registry of site %s (or outside the fleet): %s is "
+                           "device %s of site %s" % (site_name, host, elsewhere[0], devices[elsewhere[0]]["site"]),
+                           site["registry"])
+
+
+def ssh_common_args(own, bastion):
+    """A device's ansible_ssh_common_args: its own (from vars; may be None) with the bastion's ProxyJump after them.
+
+    The ProxyJump is added, not substituted: known_hosts, IdentitiesOnly, ... of the site, profile or device stay.
+    (ssh takes the first value of an option; load_fleet() refuses a jump host in ``own``, so the order is moot.)
+    """
+    if not bastion:
+        return own
+    jump = "%s%s:%d" % ("%s@" % bastion["user"] if bastion["user"] else "", bastion["host"], bastion["port"])
+    return ("%s -o ProxyJump=%s" % (own.strip(), jump)).strip() if own else "-o ProxyJump=%s" % jump
 
 
 def load_rollout_policy(data, source="fleet file", base=None):

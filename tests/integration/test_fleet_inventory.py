@@ -8,6 +8,7 @@ __metaclass__ = type
 
 import json
 import os
+import re
 
 import yaml
 
@@ -148,15 +149,17 @@ def test_tagged_yaml_is_read_by_ansibles_loader(tmp_path):
     assert hostvars["site02-dev01"]["ansible_host"] == "10.2.0.11"
 
 
-def test_a_duplicate_key_gets_ansibles_warning(tmp_path):
+def test_a_duplicate_key_is_refused_naming_both_lines(tmp_path):
+    """A device's key given twice stops the inventory (ansible.cfg: unparsed_is_failed) instead of a warning."""
     config = write(tmp_path, FLEET)
     text = (tmp_path / "fleet.yml").read_text()
     (tmp_path / "fleet.yml").write_text(text.replace("address: 10.2.0.11",
                                                      "address: 10.2.0.11\n    address: 10.2.0.99"))
     run = ansible("ansible-inventory", "-i", config, "--host", "site02-dev01")
-    assert run.rc == 0, run.out
-    assert "duplicate mapping key 'address'" in run.out and "fleet.yml:" in run.out
-    assert '"ansible_host": "10.2.0.99"' in run.out
+    assert run.rc != 0, run.out
+    assert re.search(r"fleet\.yml: line (\d+) column \d+ \(in devices\.site02-dev01\): the key 'address' is given "
+                     r"twice, at line \d+ and line \1", run.out), run.out
+    assert "10.2.0.99" not in run.out.split("given twice")[0]
 
 
 def test_awx_example_source(tmp_path):

@@ -50,6 +50,10 @@ def main(argv=None, config_path=None):
         sys.stdout.write(USAGE)
         return 0 if argv else 2
     command, args = argv[0], argv[1:]
+    if not all(arg.isdigit() for arg in args):
+        # Generation ids, seconds and sequence numbers only: say how to call it instead of a traceback.
+        sys.stderr.write("edgeops-gen: %s: arguments must be whole numbers, got %s\n%s" % (command, " ".join(args), USAGE))
+        return 2
     if command == "version":
         _out(AGENT_VERSION)
         return 0

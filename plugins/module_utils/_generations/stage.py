@@ -28,6 +28,14 @@ def _write_synced(path, data):
         os.fsync(handle.fileno())
 
 
+def _write_artifacts(directory, arts):
+    for rel, data in arts.items():
+        path = os.path.join(directory, rel)
+        if not os.path.isdir(os.path.dirname(path)):
+            os.makedirs(os.path.dirname(path))
+        _write_synced(path, data)
+
+
 class Staging(StateDir):
 
     def find_by_digest(self, digest):
@@ -38,27 +46,32 @@ class Staging(StateDir):
         return None
 
     def plan_stage(self, release):
-        """Validate the release's shape; return (normalised release, artifacts, existing id or None)."""
+        """Validate the release's shape; return (normalised release, artifacts, id of an intact generation with the
+        same content or None). Reads only: what ``stage`` decides, and check mode reports."""
         norm = validate_release(release)
         arts = render_artifacts(norm)
         existing = self.find_by_digest(content_digest(norm["id"], arts, norm["files"]))
+        if existing is not None and self.integrity_problems(existing):
+            existing = None  # a damaged copy is not reused: the release is staged again
         return norm, arts, existing
 
     def stage(self, release, pull=True):
-        """Write and validate a new generation; nothing that runs is touched."""
+        """Write and validate a new generation; nothing that runs is touched.
+
+        The release is checked whole first, its artifacts with the tools that will apply them in a scratch
+        directory outside the state directory: a release the device refuses leaves no trace there."""
+        norm, arts, existing = self.plan_stage(release)
+        images = self._checked_images(norm, arts, pull) if existing is None else None
         self.lock()
         norm, arts, existing = self.plan_stage(release)
-        if existing is not None and not self.integrity_problems(existing):
+        if existing is not None:
             return {"changed": False, "generation": existing}
+        if images is None:  # the copy seen before the lock is gone (a gc ran): check now
+            images = self._checked_images(norm, arts, pull)
         self.clean_partial()
         tmp = tempfile.mkdtemp(prefix=".stage-", dir=self.gen_root)
         try:
-            for rel, data in arts.items():
-                path = os.path.join(tmp, rel)
-                if not os.path.isdir(os.path.dirname(path)):
-                    os.makedirs(os.path.dirname(path))
-                _write_synced(path, data)
-            images = self.validate_stage(tmp, norm, pull)
+            _write_artifacts(tmp, arts)
             generation = next_generation_id(self.generation_ids())
             manifest = build_manifest(generation, norm, arts, now_iso(self.clock), images)
             _write_synced(os.path.join(tmp, "manifest.json"), json.dumps(manifest, indent=2, sort_keys=True).encode("utf-8"))
@@ -78,6 +91,15 @@ class Staging(StateDir):
                                                  "staged_at": manifest["created"]}
         self.write_state(state)
         return {"changed": True, "generation": generation}
+
+    def _checked_images(self, norm, arts, pull):
+        """``validate_stage`` in a scratch directory outside the state directory; returns the compose images."""
+        scratch = tempfile.mkdtemp(prefix="edgeops-stage-")
+        try:
+            _write_artifacts(scratch, arts)
+            return self.validate_stage(scratch, norm, pull)
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
 
     def validate_stage(self, tmp, release, pull):
         """Check each artifact with the tool that will apply it. Returns the compose images."""

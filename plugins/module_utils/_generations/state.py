@@ -38,14 +38,20 @@ class StateDir:
     # ---- locking and persistent state ----
 
     def lock(self, timeout=900, shared=False):
-        """Writers hold the lock exclusively; readers share it, so they never see half an operation."""
+        """Writers hold the lock exclusively; readers share it, so they never see half an operation.
+
+        Only a writer creates the state directory and the lock: a reader of a device where no writer ever ran
+        has nothing to wait for, and must leave no trace."""
         if self._lock_fd is not None:
             return
-        for path in (self.dir, self.gen_root):
-            if not os.path.isdir(path):
-                os.makedirs(path, 0o700)
+        path = os.path.join(self.dir, "lock")
+        if shared and not os.path.exists(path):
+            return
+        for directory in (self.dir, self.gen_root):
+            if not shared and not os.path.isdir(directory):
+                os.makedirs(directory, 0o700)
         try:
-            self._lock_fd = lock_file(os.path.join(self.dir, "lock"), shared, timeout)
+            self._lock_fd = lock_file(path, shared, timeout)
         except (IOError, OSError):
             raise GenerationError("another generation operation holds %s/lock" % self.dir)
 
@@ -133,8 +139,15 @@ class StateDir:
                 problems.append("%s: missing" % rel)
         return problems
 
+    def newest(self):
+        """The newest kept generation (the default target of a switch); refused when none is staged."""
+        ids = self.generation_ids()
+        if not ids:
+            raise GenerationError("no generation is staged on this device: stage a release first (state=staged)")
+        return ids[-1]
+
     def require_kept(self, generation):
-        if generation not in self.generation_ids():
+        if isinstance(generation, bool) or generation not in self.generation_ids():
             raise GenerationError("generation %s is not kept on this device (kept: %s)"
                                   % (generation, ", ".join(map(str, self.generation_ids())) or "none"))
         problems = self.integrity_problems(generation)

@@ -3,7 +3,10 @@
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 """The store: switch (with the dead-man), confirm, rollback, dead-man revert, boot recovery, listing and gc.
 
-Every public method takes the state directory's lock. Staging and activation are in stage.py and activate.py.
+Every public method that changes something refuses what it can before it takes the state directory's lock (which
+creates the directory): ``plan_*`` decide what the operation would do, reading only, and raise what the operation
+would raise; the operation runs its plan again under the lock, and check mode reports the plan. Staging and
+activation are in stage.py and activate.py.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -58,13 +61,20 @@ class Store(Staging, Activation):
         state["history"] = history + [target]
         self.write_state(state)
 
-    def switch(self, generation, confirm_timeout=DEFAULT_CONFIRM_TIMEOUT, health=True):
-        """Arm the dead-man timer, swap ``current``, activate, run the local health checks."""
-        self.lock()
+    def plan_switch(self, generation=None, confirm_timeout=DEFAULT_CONFIRM_TIMEOUT):
+        """What ``switch`` would do: ``{changed, generation}`` (None: the newest), or its refusal. Reads only."""
         problem = timeout_problem(confirm_timeout)
         if problem:
             raise GenerationError(problem)
-        self.require_kept(generation)
+        target = self.newest() if generation is None else generation
+        self.require_kept(target)
+        return {"changed": self.pointer("current") != target, "generation": target}
+
+    def switch(self, generation=None, confirm_timeout=DEFAULT_CONFIRM_TIMEOUT, health=True):
+        """Arm the dead-man timer, swap ``current``, activate, run the local health checks."""
+        self.plan_switch(generation, confirm_timeout)
+        self.lock()
+        generation = self.plan_switch(generation, confirm_timeout)["generation"]
         current, confirmed = self.pointer("current"), self.pointer("confirmed")
         if current == generation:
             return {"changed": False, "generation": generation, "rolled_back": False,
@@ -114,19 +124,27 @@ class Store(Staging, Activation):
                           % (target, what, exc.message), gen_from=failed, gen_to=target)
             raise
 
-    def confirm(self, generation):
-        """Make a pending generation the confirmed one; fails, with the reason, if it was reverted."""
-        self.lock()
+    def plan_confirm(self, generation=None):
+        """What ``confirm`` would do: ``{changed, generation}`` (None: the current one), or its refusal. Reads only."""
         current, confirmed = self.pointer("current"), self.pointer("confirmed")
-        state = self.read_state()
-        entry = state["generations"].get(str(generation), {})
+        generation = current if generation is None else generation
         if current != generation:
+            entry = self.read_state()["generations"].get(str(generation), {})
             if entry.get("state") == "failed":
                 raise GenerationError("generation %d was rolled back at %s: %s"
                                       % (generation, entry.get("failed_at"), entry.get("reason")),
                                       reverted=True, current=current)
             raise GenerationError("generation %s is not the current generation (current: %s)" % (generation, current),
                                   current=current)
+        return {"changed": confirmed != generation, "generation": generation}
+
+    def confirm(self, generation=None):
+        """Make a pending generation the confirmed one; fails, with the reason, if it was reverted."""
+        if self.plan_confirm(generation)["generation"] is None:
+            return {"changed": False, "generation": None}  # nothing was ever switched to: nothing to confirm
+        self.lock()
+        generation = self.plan_confirm(generation)["generation"]
+        confirmed = self.pointer("confirmed")
         if confirmed == generation:
             self._deadman_disarm(generation)
             return {"changed": False, "generation": generation}
@@ -139,16 +157,22 @@ class Store(Staging, Activation):
         self.write_state(state)
         return {"changed": True, "generation": generation}
 
-    def rollback(self, target=None, health=True):
-        """Operator rollback to any kept generation (default: the previous confirmed one)."""
-        self.lock()
+    def plan_rollback(self, target=None):
+        """What ``rollback`` would do: ``{changed, generation}``, or its refusal. Reads only."""
         current, confirmed = self.pointer("current"), self.pointer("confirmed")
-        state = self.read_state()
         if target is None:
-            target = confirmed if current != confirmed else previous_confirmed(state["history"], current)
+            target = confirmed if current != confirmed else previous_confirmed(self.read_state()["history"], current)
             if target is None:
                 raise GenerationError("there is no earlier confirmed generation to roll back to")
         self.require_kept(target)
+        return {"changed": not (current == target == confirmed), "generation": target}
+
+    def rollback(self, target=None, health=True):
+        """Operator rollback to any kept generation (default: the previous confirmed one)."""
+        self.plan_rollback(target)
+        self.lock()
+        target = self.plan_rollback(target)["generation"]
+        current, confirmed = self.pointer("current"), self.pointer("confirmed")
         if current == target and confirmed == target:
             return {"changed": False, "generation": target}
         if current is not None and current != target:
@@ -283,6 +307,9 @@ class Store(Staging, Activation):
         return kept, removed, images
 
     def gc(self, keep):
+        _kept, removed, _images = self.plan_gc(keep)
+        if not removed and not os.path.isdir(self.gen_root):
+            return {"changed": False, "kept": [], "removed": [], "images_removed": [], "images_not_removed": []}
         self.lock()
         kept, removed, images = self.plan_gc(keep)
         state = self.read_state()

@@ -131,3 +131,16 @@ def test_a_rerun_after_an_interrupted_confirm_fails_instead_of_reporting_ok(devi
     assert device.calls == ["arm"]
     assert result["failed"] and not result["changed"]
     assert "a commit-confirmed change" in result["msg"] and "is pending until" in result["msg"]
+
+
+@pytest.mark.parametrize("key", ["confirm_timeout", "recovery_timeout"])
+def test_a_timeout_that_is_no_number_is_refused_by_name_before_the_module_runs(device, monkeypatch, key):
+    monkeypatch.setattr(ActionBase, "run", lambda self, tmp=None, task_vars=None: {})
+    args = {"table": "t", "family": "inet", "content": CONTENT, "confirm_timeout": 20}
+    args[key] = "soon"
+    plugin = action.ActionModule(mock.MagicMock(args=args), mock.MagicMock(transport="ssh"),
+                                 mock.MagicMock(check_mode=False), loader=None, templar=None)
+    plugin._execute_module = device.execute_module
+    result = plugin.run(task_vars={})
+    assert result["failed"] and result["msg"] == "%s must be a whole number of seconds, got 'soon'" % key
+    assert device.calls == []

@@ -120,3 +120,17 @@ def test_bad_definitions_are_refused_before_any_source_is_read(plugin):
     result = plugin({"definitions": [{"name": "a", "source": "aws"}]}, {}).run(task_vars={})
     assert result["msg"] == "secrets_definitions[0] (a).secret_id is required for source aws"
     assert plugin.calls["amazon.aws.secretsmanager_secret"] == []
+
+
+@pytest.mark.parametrize("args, message", [
+    ({"aws": {"regoin": "eu-west-1"}}, "aws: unknown setting(s) regoin (known: region, endpoint_url, options)"),
+    ({"hashi_vault": {"url": "http://127.0.0.1:2", "token": "x"}},
+     "hashi_vault: unknown setting(s) token (known: url, mount_point, options)"),
+    ({"aws": {"options": "profile=edge"}}, "aws.options must be a mapping of lookup options"),
+    ({"hashi_vault": ["url"]}, "hashi_vault must be a mapping of settings (url, mount_point, options)"),
+])
+def test_a_misspelt_source_setting_is_refused_before_any_secret_is_read(plugin, args, message):
+    action = plugin(dict({"definitions": DEFINITIONS}, **args), VARIABLES)
+    result = action.run(task_vars={})
+    assert result["failed"] and result["msg"] == message
+    assert plugin.calls == {"amazon.aws.secretsmanager_secret": [], "community.hashi_vault.vault_kv2_get": []}

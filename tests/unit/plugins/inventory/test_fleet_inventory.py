@@ -1,6 +1,6 @@
 # -*- coding: utf-8 -*-
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""The fleet inventory plugin (plugins/inventory/fleet.py): its layout of groups and variables, and its YAML reader.
+"""The fleet inventory plugin (plugins/inventory/fleet.py): its layout of groups and variables, how it reads its file.
 
 Through ansible-inventory, as Ansible and AWX load it: tests/integration/test_fleet_inventory.py.
 """
@@ -13,10 +13,13 @@ import json
 
 import pytest
 import yaml
+from ansible.parsing.dataloader import DataLoader
+from ansible.parsing.vault import VaultLib, VaultSecret
 
 from ansible_collections.edgeops.fleet.plugins.inventory.fleet import (
-    effective_vars, inventory_layout, read_plain_yaml, reference_vars)
+    InventoryModule, effective_vars, inventory_layout, reference_vars)
 from ansible_collections.edgeops.fleet.plugins.plugin_utils._fleet import assign_waves, load_fleet, policy_for_json
+from ansible_collections.edgeops.fleet.plugins.plugin_utils._yaml_input import YAMLInputError
 from conftest import sample_fleet
 
 
@@ -113,37 +116,111 @@ def test_layout_puts_shared_variables_on_groups():
         "ansible_host", "ansible_port", "edgeops_channel", "edgeops_release", "edgeops_tags"]
 
 
-YAML_DOCS = [
-    "a: 1\nb: [x, 'y', \"z\", 1.5, 0x1F, 0o17, 1_000, -3, .inf, yes, No, ~, null, '', true]\n",
-    "base: &b {port: 22, tags: [a]}\none: *b\ntwo:\n  <<: *b\n  port: 23\n",  # anchors, merge key
-    "when: 2024-06-01\nat: 2024-06-01 10:00:00\n",  # timestamps
-    "- &x [1, 2]\n- *x\n",
-    "a: &r\n  self: *r\n",  # recursive
-    "",
-    "# only a comment\n",
-    "{\"json\": [1, 2, {\"k\": null}]}\n",
-    "? [1, 2]\n: complex key\n",
-    "set: !!set {a, b}\nbin: !!binary aGVsbG8=\n",
-]
+def ssh_fleet():
+    """Sites behind bastions whose vars, profiles and devices set ssh arguments of their own."""
+    data = tricky_fleet()
+    data["sites"]["s1"]["vars"]["ansible_ssh_common_args"] = "-o UserKnownHostsFile=/s1/known_hosts"
+    data["sites"]["s2"]["bastion"] = {"host": "d5"}  # one of its devices: reached directly
+    data["profiles"]["cpu"]["vars"]["ansible_ssh_common_args"] = "-o IdentitiesOnly=yes"
+    data["devices"]["d2"]["vars"]["ansible_ssh_common_args"] = "-o IdentityFile=/d2"
+    return data
 
 
-@pytest.mark.parametrize("text", YAML_DOCS)
-def test_plain_yaml_reader_reads_what_safe_load_reads(text):
-    try:
-        expected = yaml.safe_load(text)
-    except yaml.YAMLError:
-        with pytest.raises(yaml.YAMLError):
-            read_plain_yaml(text.encode("utf-8"))
-        return
-    got = read_plain_yaml(text.encode("utf-8"))
-    if isinstance(expected, dict) and "a" in expected and isinstance(expected["a"], dict) and "self" in expected["a"]:
-        assert got["a"]["self"] is got["a"]  # the recursive anchor is kept as such
-    else:
-        assert got == expected
+def test_the_proxyjump_is_added_to_the_ssh_arguments_of_the_site_profile_or_device():
+    loaded = load_fleet(ssh_fleet())
+    waves = assign_waves(loaded)
+    layout = inventory_layout(loaded, waves)
+    args = dict((name, effective_vars(layout, name).get("ansible_ssh_common_args")) for name in loaded["devices"])
+    assert args == {
+        "d1": "-o UserKnownHostsFile=/s1/known_hosts -o ProxyJump=jump@203.0.113.1:22",  # the site's
+        "d2": "-o IdentityFile=/d2 -o ProxyJump=jump@203.0.113.1:22",  # the device's own vars win
+        "d3": "-o IdentitiesOnly=yes -o ProxyJump=jump@203.0.113.1:22",  # the profile's vars over the site's
+        "d4": "-o ProxyJump=d5:22",
+        "d5": "-o IdentitiesOnly=yes",  # the bastion itself: not through itself
+        "d6": "-o Foo=bar",  # no bastion: the device's vars as they are
+    }
+    for name in loaded["devices"]:
+        assert effective_vars(layout, name) == reference_vars(loaded, waves, name), name
 
 
-@pytest.mark.parametrize("text", ["secret: !vault |\n  $ANSIBLE_VAULT;1.1;AES256\n  3031\n", "x: !unsafe '{{ a }}'\n",
-                                  "a: [1\n", "a: b: c\n", "a: 1\nb: {c: 1, c: 2}\n"])
-def test_plain_yaml_reader_refuses_what_needs_ansibles_loader(text):
-    with pytest.raises(yaml.YAMLError):
-        read_plain_yaml(text.encode("utf-8"))
+def test_the_merged_ssh_arguments_are_a_site_group_variable_where_no_profile_sets_them():
+    data = ssh_fleet()
+    del data["profiles"]["cpu"]["vars"]["ansible_ssh_common_args"]
+    loaded = load_fleet(data)
+    waves = assign_waves(loaded)
+    layout = inventory_layout(loaded, waves)
+    assert layout["groups"]["s1"]["ansible_ssh_common_args"] == (
+        "-o UserKnownHostsFile=/s1/known_hosts -o ProxyJump=jump@203.0.113.1:22")
+    assert layout["groups"]["s2"]["ansible_ssh_common_args"] == "-o ProxyJump=d5:22"
+    assert layout["hosts"]["d5"]["vars"]["ansible_ssh_common_args"] == ""  # the bastion: none, not its own ProxyJump
+    assert layout["hosts"]["d2"]["vars"]["ansible_ssh_common_args"] == (
+        "-o IdentityFile=/d2 -o ProxyJump=jump@203.0.113.1:22")
+    assert "ansible_ssh_common_args" not in layout["hosts"]["d1"]["vars"]
+    for name in loaded["devices"]:
+        assert effective_vars(layout, name) == reference_vars(loaded, waves, name), name
+
+
+# --- reading the fleet file ----------------------------------------------------------------------------------
+
+def reader(vault_password=None):
+    plugin = InventoryModule()
+    plugin.loader = DataLoader()
+    if vault_password:
+        plugin.loader.set_vault_secrets([("default", VaultSecret(vault_password))])
+    return plugin
+
+
+FLEET_TEXT = "sites:\n  s1: {}\ndevices:\n  d1:\n    site: s1\n    address: 10.0.0.1\n"
+
+
+def test_the_plugin_reads_plain_yaml_itself(tmp_path):
+    path = tmp_path / "fleet.yml"
+    path.write_text(FLEET_TEXT)
+    assert reader()._read_fleet_file(str(path)) == yaml.safe_load(FLEET_TEXT)
+
+
+def test_a_duplicate_key_is_refused_naming_both_lines(tmp_path):
+    """Before, the file went to Ansible's loader, which warned and took the last value."""
+    path = tmp_path / "fleet.yml"
+    path.write_text(FLEET_TEXT + "    address: 10.0.0.99\n")
+    with pytest.raises(YAMLInputError) as err:
+        reader()._read_fleet_file(str(path))
+    assert str(err.value).startswith("%s: line 7 column 5 (in devices.d1): the key 'address' is given twice, at line 6 "
+                                     "and line 7" % path)
+
+
+def test_ansible_tags_go_through_ansibles_loader_after_the_same_checks(tmp_path):
+    path = tmp_path / "fleet.yml"
+    path.write_text(FLEET_TEXT.replace("address: 10.0.0.1", "address: !unsafe 10.0.0.1"))
+    assert reader()._read_fleet_file(str(path))["devices"]["d1"]["address"] == "10.0.0.1"
+    bomb = ['l0: &l0 ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]']
+    bomb += ["l%d: &l%d [%s]" % (n, n, ", ".join(["*l%d" % (n - 1)] * 9)) for n in range(1, 10)]
+    path.write_text(FLEET_TEXT.replace("address: 10.0.0.1", "address: !unsafe 10.0.0.1\n    vars:\n      " +
+                                       "\n      ".join(bomb)))
+    with pytest.raises(YAMLInputError) as err:  # before, Ansible's loader took it (its variables expand it later)
+        reader()._read_fleet_file(str(path))
+    assert "aliases expand to more than" in str(err.value)
+
+
+def test_a_vaulted_fleet_file_is_decrypted_then_checked(tmp_path):
+    path = tmp_path / "fleet.yml"
+    vault = VaultLib([("default", VaultSecret(b"pw"))])
+    path.write_bytes(vault.encrypt(FLEET_TEXT))
+    assert reader(b"pw")._read_fleet_file(str(path)) == yaml.safe_load(FLEET_TEXT)
+    path.write_bytes(vault.encrypt(FLEET_TEXT + "sites: {}\n"))
+    with pytest.raises(YAMLInputError) as err:
+        reader(b"pw")._read_fleet_file(str(path))
+    assert "the key 'sites' is given twice, at line 1 and line 7" in str(err.value)
+
+
+@pytest.mark.parametrize("content, message", [
+    (b"", "empty, expected a mapping"),
+    (b"- d1\n", "expected a mapping at the top of the document, got a list"),
+    (b"sites: {s1: {}}\ndevices: \xff\n", "not UTF-8: byte 0xff at byte offset 25 (line 2)"),
+])
+def test_what_is_not_a_fleet_is_refused_naming_the_file(tmp_path, content, message):
+    path = tmp_path / "fleet.yml"
+    path.write_bytes(content)
+    with pytest.raises(YAMLInputError) as err:
+        reader()._read_fleet_file(str(path))
+    assert str(err.value) == "%s: %s" % (path, message)

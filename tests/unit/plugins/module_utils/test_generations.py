@@ -155,15 +155,26 @@ def test_stage_is_atomic_immutable_and_idempotent(store, tmp_path):
         assert json.load(handle)["release"] == "r1"
 
 
-def test_tampered_generation_is_refused(store, tmp_path):
+def tampered(store, tmp_path):
+    """Generation 1 of release r1, one of its artifacts altered after staging."""
     store.stage(release("r1", tmp_path / "app.conf"))
     path = os.path.join(store.gen_dir(1), "files/0")
     os.chmod(path, 0o644)
     with open(path, "w") as handle:
         handle.write("evil")
     store.unlock()
+    return store
+
+
+def test_tampered_generation_is_refused(store, tmp_path):
     with pytest.raises(errors.GenerationError, match="damaged"):
-        store.switch(1, 15)
+        tampered(store, tmp_path).switch(1, 15)
+
+
+def test_a_damaged_copy_of_a_release_is_planned_as_the_real_run_stages_it(store, tmp_path):
+    _norm, _arts, existing = tampered(store, tmp_path).plan_stage(release("r1", tmp_path / "app.conf"))
+    assert existing is None  # check mode said "unchanged, generation 1"
+    assert store.stage(release("r1", tmp_path / "app.conf")) == {"changed": True, "generation": 2}
 
 
 def test_switch_confirm_and_deadman(store, tmp_path):
@@ -274,6 +285,9 @@ def test_cli_version_and_usage(capsys):
     assert cli.main(["version"]) == 0
     assert capsys.readouterr().out.strip() == config.AGENT_VERSION
     assert cli.main(["nonsense"], config_path="/nonexistent") == 2
+    capsys.readouterr()
+    assert cli.main(["switch", "latest"], config_path="/nonexistent") == 2  # was a ValueError traceback
+    assert capsys.readouterr().err.startswith("edgeops-gen: switch: arguments must be whole numbers, got latest")
 
 
 def test_image_report_groups_references_and_sizes_by_kept_generation():

@@ -162,3 +162,45 @@ def test_only_images_of_the_same_variant_and_packages_are_one_family():
     assert _lab.recipe_digest("trixie", "http://m", []) != _lab.recipe_digest("bookworm", "http://m", [])
     changes = _lab.import_changes("device", "abc", plain)
     assert changes[-2:] == ["LABEL org.edgeops.lab.family=" + plain, "LABEL org.edgeops.lab.recipe=abc"]
+
+
+# ---- the image recipe, checked before a build (or a check run) --------------------------------
+
+@pytest.mark.parametrize("key, value, message", [
+    ("packages", ["docker.io nftables"], r"^packages\[0\] must be a Debian package name \(one per element\)"),
+    ("packages", ["curl,wget"], r"^packages\[0\] must be a Debian package name"),
+    ("debootstrap_timeout", 0, r"^debootstrap_timeout must be an integer between 1 and 86400, got 0$"),
+    ("suite", "Trixie ", r"^suite must be a Debian suite such as trixie"),
+    ("mirror", "deb.debian.org/debian", r"^mirror must be an http\(s\):// or file:// URL"),
+    ("repository", "edgeops/Lab-Device:latest", r"^repository must be a Docker repository"),
+])
+def test_a_recipe_that_would_fail_late_is_refused_naming_the_option(key, value, message):
+    recipe = dict(repository="edgeops/lab-device", suite="trixie", mirror="http://deb.debian.org/debian",
+                  packages=["docker.io", "python3-passlib", "libstdc++6"], debootstrap_timeout=1200)
+    _lab.check_recipe(**recipe)
+    recipe[key] = value
+    with pytest.raises(_lab.LabPlanError, match=message):
+        _lab.check_recipe(**recipe)
+
+
+def test_check_mode_of_a_build_checks_what_the_build_needs(tmp_path, monkeypatch, capsys):
+    import json
+
+    from ansible.module_utils.basic import AnsibleModule
+    from ansible.module_utils.testing import patch_module_args
+
+    from ansible_collections.edgeops.fleet.plugins.modules import lab_image
+
+    monkeypatch.setattr(AnsibleModule, "run_command", lambda self, argv, **kwargs: (1, "", "No such image"))
+    monkeypatch.setattr(AnsibleModule, "get_bin_path", lambda self, name, required=False, opt_dirs=None: "/bin/" + name)
+    args = {"build_dir": str(tmp_path / "missing"), "_ansible_check_mode": True}
+    with patch_module_args(args), pytest.raises(SystemExit):
+        lab_image.main()
+    result = json.loads(capsys.readouterr().out)
+    assert result["failed"] and result["msg"] == "build_dir %s is not a directory" % (tmp_path / "missing")
+
+
+def test_lab_hubs_that_is_no_boolean_is_refused_not_read_as_true():
+    # -e lab_hubs=false arrives as the string "false", which Python reads as true (lab_publish_device_ssh was checked).
+    with pytest.raises(_lab.LabPlanError, match=r"^lab_hubs must be true or false, got 'false'$"):
+        _lab.lab_plan("lab", hubs="false")

@@ -386,16 +386,30 @@ def test_a_rerun_while_a_change_is_pending_fails_naming_it(device, monkeypatch, 
     assert "re-run after it has reverted or been confirmed" in result["msg"]
 
 
-def test_check_mode_only_warns_about_a_pending_change(device, monkeypatch, capsys):
-    from ansible.module_utils.basic import AnsibleModule
+def test_check_mode_fails_on_a_pending_change_as_the_real_run_does(device, monkeypatch, capsys):
+    _table, _rec, record, _paths = arm(device, content="table inet t { chain input { } }\n")
+    fake = FakeDevice(live=NEW_LISTING)
+    result = run_module(monkeypatch, capsys, device, fake, content="table inet t { chain input { } }\n",
+                        _ansible_check_mode=True)
+    assert result["failed"] and not result["changed"] and not fake.loaded
+    assert result["msg"].startswith("table inet t: a commit-confirmed change (token %s" % record["token"])
 
-    warnings = []  # recorded here: where module.warn sends them depends on what else the test run imported
-    monkeypatch.setattr(AnsibleModule, "warn", lambda self, warning: warnings.append(warning))
-    arm(device, content="table inet t { chain input { } }\n")
-    result = run_module(monkeypatch, capsys, device, FakeDevice(live=NEW_LISTING),
-                        content="table inet t { chain input { } }\n", _ansible_check_mode=True)
-    assert not result.get("failed") and not result["changed"]
-    assert len(warnings) == 1 and "is pending until" in warnings[0]
+
+@pytest.mark.parametrize("check_mode", [False, True])
+@pytest.mark.parametrize("args, message", [
+    # An unchanged table (NEW_LISTING is live) used to let these through: the timeout was checked only when armed.
+    ({"confirm_timeout": 5, "_phase": "arm"}, "confirm_timeout must be 0 (no confirm) or at least 10 s, got 5"),
+    ({"confirm_timeout": -1}, "confirm_timeout must be 0 (no confirm) or at least 10 s, got -1"),
+    ({"recovery_timeout": -1}, "recovery_timeout must be 0 or more seconds, got -1"),
+    ({"state": "absent"}, "content is used only with state=present; state=absent removes the table"),
+])
+def test_bad_options_are_refused_in_both_modes_before_the_device_is_read(device, monkeypatch, capsys, check_mode,
+                                                                         args, message):
+    fake = FakeDevice(live=NEW_LISTING)
+    result = run_module(monkeypatch, capsys, device, fake, content="table inet t { chain input { } }\n",
+                        _ansible_check_mode=check_mode, **args)
+    assert result["failed"] and result["msg"] == message and not result["changed"]
+    assert not fake.loaded and not os.path.exists(str(device / "state"))
 
 
 def test_the_confirm_phase_of_the_pending_change_still_runs(device, monkeypatch, capsys):

@@ -6,6 +6,8 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import json
+
 import pytest
 
 from ansible_collections.edgeops.fleet.plugins.module_utils import _rollout as ro
@@ -199,3 +201,44 @@ def test_summary_table_and_stats_key():
     assert ro.stats_key("demo-1.1.0+ab") == "edgeops_rollout_demo_1_1_0_ab"
     with pytest.raises(ro.RolloutError):
         ro.check_id("../etc")
+
+
+# ---- the rollout_record module: bad input refused by name, before the record is written --------------------
+
+def run_record(capsys, tmp_path, **args):
+    from ansible.module_utils.testing import patch_module_args
+
+    from ansible_collections.edgeops.fleet.plugins.modules import rollout_record
+
+    manifest = tmp_path / "r2.yml"
+    manifest.write_text("release: r2\n")
+    args = dict({"manifest": str(manifest), "release": "r2", "record_dir": str(tmp_path / "records"),
+                 "approvals_dir": str(tmp_path / "approvals")}, **args)
+    with patch_module_args(args), pytest.raises(SystemExit):
+        rollout_record.main()
+    return json.loads(capsys.readouterr().out)
+
+
+def test_a_record_that_is_no_json_is_named_instead_of_a_traceback(capsys, tmp_path):
+    (tmp_path / "records").mkdir()
+    (tmp_path / "records" / "r2.json").write_text('{"id": "r2", "devi')  # cut off by a full disk
+    result = run_record(capsys, tmp_path, step="wave", wave=0, results={})
+    assert result["failed"] and result["msg"].startswith("%s is not valid JSON" % (tmp_path / "records" / "r2.json"))
+
+
+def test_results_of_a_device_the_rollout_does_not_target_are_refused_and_nothing_is_written(capsys, tmp_path):
+    record = staged(started())
+    path = tmp_path / "records" / "r2.json"
+    path.parent.mkdir()
+    path.write_text(json.dumps(record))
+    before = path.read_text()
+    result = run_record(capsys, tmp_path, step="wave", wave=0,
+                        results={"dev01": {"outcome": "confirmed"}, "dev99": {"outcome": "confirmed"}})
+    assert result["failed"] and result["msg"] == "results: dev99 is not a target of rollout r2"
+    assert path.read_text() == before
+
+
+def test_a_release_id_that_is_no_file_name_is_refused_by_name(capsys, tmp_path):
+    result = run_record(capsys, tmp_path, step="start", release="../r2", rollout_id="r2",
+                        policy=POLICY, devices=DEVICES, approval_waived=True, environment="lab")
+    assert result["failed"] and result["msg"].startswith("release must be letters, digits")

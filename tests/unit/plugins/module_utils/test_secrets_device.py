@@ -157,6 +157,12 @@ def test_no_secrets_to_deliver_touches_nothing(device):
     ({"api_token": TOKEN}, {"api_token": True}, "owners.api_token: expected a uid (a non-negative integer), got True"),
     ({"api_token": TOKEN}, {"api_token": "www-data"}, "owners.api_token: expected a uid (a non-negative integer), got 'www-data'"),
     ({"../x": TOKEN}, {"../x": 10001}, "is not a usable secret name"),
+    # Written as "{'user': ...}" and "True" before.
+    ({"api_token": {"user": TOKEN}}, {"api_token": 10001}, "values.api_token: a secret's value must be a string (or a "
+                                                           "number), got a dict"),
+    ({"api_token": True}, {"api_token": 10001}, "values.api_token: a secret's value must be a string (or a number), "
+                                                "got a bool"),
+    ({"api_token": ""}, {"api_token": 10001}, "values.api_token: the secret's value is empty"),
 ])
 def test_bad_requests_are_refused_before_anything_is_written(device, values, owners, message):
     system = StandInSystem()

@@ -46,6 +46,9 @@ def test_no_runtime_entry_without_gpu():
     (dict(default_ulimits={"nofile": {"soft": 10, "hard": 5}}), "docker_engine_default_ulimits.nofile"),
     (dict(registry_mirrors=["site01-hub:5000"]), "docker_engine_registry_mirrors[0]"),
     (dict(extra={"live-restore": False}), "docker_engine_daemon_options.live-restore"),
+    # -e docker_engine_live_restore=false arrives as a string, which bool() read as true.
+    (dict(live_restore="false"), "docker_engine_live_restore"),
+    (dict(nvidia="no"), "docker_engine_nvidia"),
 ])
 def test_bad_values_are_refused_naming_the_variable(kwargs, key):
     with pytest.raises(DockerEngineConfigError) as err:

@@ -96,6 +96,12 @@ def test_extra_vars_given_as_strings_are_read_like_ansible_reads_them():
     assert spec["ssh"]["burst"] == 7 and spec["allow_ping"] is False and spec["log"]["burst"] == 3
 
 
+def test_every_spelling_the_argument_spec_lets_through_is_read_as_it_does():
+    # The role's `type: bool` accepts y/t/n/f: the filter refused them (naming the variable) after that check passed.
+    spec = role_spec(allow_ping="Y", log_drops="f", ssh_from_controller=1, controller_address="172.20.0.1")
+    assert spec["allow_ping"] is True and spec["log"] is None and spec["ssh"]["sources_v4"] == ["172.20.0.1"]
+
+
 def test_no_ssh_at_all_needs_no_sources():
     spec = role_spec(ssh=False)
     assert spec["ssh"] is None and spec["log"]["prefix"] == "edgeops-fw"

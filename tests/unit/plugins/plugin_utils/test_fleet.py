@@ -12,7 +12,7 @@ import json
 import pytest
 
 from ansible_collections.edgeops.fleet.plugins.plugin_utils._fleet import (
-    FleetError, assign_waves, device_score, load_fleet, load_rollout_policy, policy_for_json)
+    FleetError, assign_waves, device_score, load_fleet, load_rollout_policy, policy_for_json, ssh_common_args)
 from conftest import sample_fleet
 
 
@@ -200,3 +200,92 @@ def test_site_names_that_are_groups_of_their_own_are_refused(site):
     with pytest.raises(FleetError) as err:
         load_fleet(data, source="fleet.yml")
     assert str(err.value).startswith("fleet.yml: sites.%s: expected a site name other than" % site), str(err.value)
+
+
+# --- references inside the file, ssh arguments, values of any type -----------------------------------------
+
+def two_sites():
+    data = sample_fleet(devices_per_site=2, sites=2)
+    data["sites"]["site02"].pop("bastion")
+    return data
+
+
+@pytest.mark.parametrize("mutate, message", [
+    # a bastion or registry that is a device of another site
+    (lambda d: d["sites"]["site01"]["bastion"].update(host="site02-dev01"),
+     "fleet.yml: sites.site01.bastion.host: expected a host of site site01 (or outside the fleet): it is device "
+     "site02-dev01 of site site02, got 'site02-dev01'"),
+    (lambda d: d["sites"]["site01"]["bastion"].update(host="10.2.0.11"),
+     "fleet.yml: sites.site01.bastion.host: expected a host of site site01 (or outside the fleet): it is device "
+     "site02-dev01 of site site02"),
+    (lambda d: d["sites"]["site02"].update(registry="site01-dev02:5000"),
+     "fleet.yml: sites.site02.registry: expected a registry of site site02 (or outside the fleet): site01-dev02 is "
+     "device site01-dev02 of site site01"),
+    (lambda d: d["sites"]["site02"].update(registry="hub:70000"),
+     "fleet.yml: sites.site02.registry: expected a registry address host[:port] (port 1-65535), got 'hub:70000'"),
+    (lambda d: d["sites"]["site02"].update(registry="hub:5000/x"), "fleet.yml: sites.site02.registry: expected"),
+    # what would reach ssh's command line as more options
+    (lambda d: d["sites"]["site01"]["bastion"].update(user="x -oProxyCommand=touch /tmp/p"),
+     "fleet.yml: sites.site01.bastion.user: expected a user name"),
+    (lambda d: d["sites"]["site01"]["bastion"].update(user=["jump"]), "fleet.yml: sites.site01.bastion.user"),
+    (lambda d: d["devices"]["site01-dev01"].update(user="-oProxyCommand=x"), "fleet.yml: devices.site01-dev01.user"),
+    # a jump host of its own beside the bastion's
+    (lambda d: d["sites"]["site01"].update(vars={"ansible_ssh_common_args": "-o ProxyJump=other"}),
+     "fleet.yml: sites.site01.vars.ansible_ssh_common_args: expected no jump host (-J, ProxyJump, ProxyCommand): "
+     "site site01 has a bastion"),
+    (lambda d: d["sites"]["site01"].update(vars={"ansible_ssh_common_args": "-oProxyCommand='nc %h %p'"}),
+     "fleet.yml: sites.site01.vars.ansible_ssh_common_args: expected no jump host"),
+    (lambda d: d["devices"]["site01-dev01"].update(vars={"ansible_ssh_common_args": "-J other"}),
+     "fleet.yml: devices.site01-dev01.vars.ansible_ssh_common_args: expected no jump host"),
+    (lambda d: d["profiles"]["nuc-gpu"].update(vars={"ansible_ssh_common_args": "-o 'proxyjump other'"}),
+     "fleet.yml: profiles.nuc-gpu.vars.ansible_ssh_common_args: expected no jump host (-J, ProxyJump, ProxyCommand): "
+     "site site01 has a bastion"),
+    (lambda d: d["sites"]["site02"].update(vars={"ansible_ssh_common_args": ["-o", "X=y"]}),
+     "fleet.yml: sites.site02.vars.ansible_ssh_common_args: expected ssh arguments as a string"),
+    (lambda d: d["sites"]["site02"].update(vars={"ansible_ssh_common_args": "-o 'open"}),
+     "fleet.yml: sites.site02.vars.ansible_ssh_common_args: expected ssh arguments a shell can split"),
+    # values of types the checks did not expect (each was a TypeError or AttributeError before)
+    (lambda d: d["sites"].update({1: {}}), "fleet.yml: sites.1: expected a name of lowercase letters"),
+    (lambda d: d["devices"].update({None: {}}), "fleet.yml: devices.None: expected a name of lowercase letters"),
+    (lambda d: d["devices"]["site01-dev01"].update(site=["site01"]),
+     "fleet.yml: devices.site01-dev01.site: expected one"),
+    (lambda d: d["devices"]["site01-dev01"].update(profile={"a": 1}), "fleet.yml: devices.site01-dev01.profile"),
+    (lambda d: d.update(profiles=["nuc-gpu"]), "fleet.yml: profiles: expected a mapping of profile name"),
+    (lambda d: d.update(version=True), "fleet.yml: version: expected 1, got True"),
+    (lambda d: d["devices"]["site01-dev01"].update(release=2024.10),
+     "fleet.yml: devices.site01-dev01.release: expected a release name as a string (letters, digits, '.', '_', '+', "
+     "'-'; quote a version such as \"2024.10\", which unquoted is a number), got 2024.1"),
+    (lambda d: d["devices"]["site01-dev01"].update(channel={"x": 1}), "fleet.yml: devices.site01-dev01.channel"),
+    (lambda d: d["devices"]["site01-dev01"].update(tags=list(range(1000))),
+     "fleet.yml: devices.site01-dev01.tags: expected a list of names"),
+])
+def test_bad_references_and_values_are_refused_naming_file_and_key(mutate, message):
+    data = two_sites()
+    mutate(data)
+    with pytest.raises(FleetError) as err:
+        load_fleet(data, source="fleet.yml")
+    assert str(err.value).startswith(message), str(err.value)
+    assert len(str(err.value)) < 500  # what the file held is cut short in the message
+
+
+def test_a_bastion_or_registry_outside_the_fleet_or_in_its_site_is_fine():
+    data = two_sites()
+    data["sites"]["site01"]["bastion"] = {"host": "site01-dev02", "user": "jump"}  # a device of its own site
+    data["sites"]["site02"]["registry"] = "site02-dev01:5000"
+    data["sites"]["site02"]["bastion"] = {"host": "10.2.0.11", "port": 2222}  # the address, another port: not it
+    fleet = load_fleet(data)
+    assert fleet["sites"]["site01"]["bastion"]["device"] == "site01-dev02"
+    assert fleet["sites"]["site02"]["bastion"]["device"] is None
+    data["sites"]["site02"]["bastion"]["port"] = 22
+    assert load_fleet(data)["sites"]["site02"]["bastion"]["device"] == "site02-dev01"
+
+
+@pytest.mark.parametrize("own, expected", [
+    (None, "-o ProxyJump=jump@10.0.0.1:2222"),
+    ("", "-o ProxyJump=jump@10.0.0.1:2222"),
+    ("-o UserKnownHostsFile=/k -o IdentitiesOnly=yes ",
+     "-o UserKnownHostsFile=/k -o IdentitiesOnly=yes -o ProxyJump=jump@10.0.0.1:2222"),
+])
+def test_ssh_common_args_adds_the_proxyjump_to_the_own_arguments(own, expected):
+    assert ssh_common_args(own, {"host": "10.0.0.1", "port": 2222, "user": "jump"}) == expected
+    assert ssh_common_args(own, None) == own
