@@ -51,8 +51,8 @@ def test_a_manifest_reads_as_safe_load_reads_it(tmp_path):
     assert run(str(path)) == [yaml.safe_load(MANIFEST)]
     other = tmp_path / "other.yml"
     other.write_text("release: other\nbase: &b {a: 1}\nmerged: {<<: *b, c: 2}\n")
-    assert run(str(path), str(other)) == [yaml.safe_load(MANIFEST), {"release": "other", "base": {"a": 1},
-                                                                      "merged": {"a": 1, "c": 2}}]
+    expected_other = {"release": "other", "base": {"a": 1}, "merged": {"a": 1, "c": 2}}
+    assert run(str(path), str(other)) == [yaml.safe_load(MANIFEST), expected_other]
 
 
 def test_the_sample_manifests_read_as_before():
