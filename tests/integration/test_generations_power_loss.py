@@ -144,7 +144,12 @@ def test_generation_failing_health_at_three_boots_is_rolled_back(device):
         assert state["current"] == state["confirmed"] == previous, state
         last = json.loads(dexec("edgeops-gen", "incidents").stdout.splitlines()[-1])
         assert last["what"] == "boot-rollback" and last["from"] == running and last["to"] == previous
+        # The journal may take a moment to show the line under load: read until it is there or a deadline passes.
+        deadline = time.time() + 30
         journal = dexec("journalctl", "-t", "edgeops-gen", "-o", "cat", "--no-pager").stdout
-        assert "edgeops incident boot-rollback" in journal
+        while "edgeops incident boot-rollback" not in journal and time.time() < deadline:
+            time.sleep(1)
+            journal = dexec("journalctl", "-t", "edgeops-gen", "-o", "cat", "--no-pager").stdout
+        assert "edgeops incident boot-rollback" in journal, journal[-2000:]
     finally:
         dexec("rm", "-f", "/etc/edgeops-sample/fail-health")
