@@ -225,7 +225,17 @@ finish() {  # the table, the failed steps and the count; exits 0 when every step
   python3 benchmarks/suite_cost.py --dir "${run_dir#"$repo"/}" "${compare[@]}" \
     || echo "(benchmarks/suite_cost.py could not print the table; the times are in $timings)"
   echo
-  [ "$failed" -eq 0 ] || printf 'failed steps: %s\n' "${failed_steps[*]}"
+  # CI shows the head and the tail of this output: each failed step's own reason goes here, at the tail.
+  local name
+  for name in "${failed_steps[@]}"; do
+    [ -f "$run_dir/logs/$name.log" ] || continue
+    printf '\n---- why %s failed (first fatal/failed lines and the last lines of %s) ----\n' "$name" \
+      "${run_dir#"$repo"/}/logs/$name.log"
+    grep -n -m 8 -E '^(fatal|failed):|FAILED!|^E  |^ERROR|CRITICAL|Traceback' "$run_dir/logs/$name.log" | cut -c1-400
+    echo '...'
+    tail -n 25 "$run_dir/logs/$name.log" | cut -c1-400
+  done
+  [ "$failed" -eq 0 ] || printf '\nfailed steps: %s\n' "${failed_steps[*]}"
   echo "$passed passed, $failed failed"
   [ "$failed" -eq 0 ]
   exit
