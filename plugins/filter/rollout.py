@@ -81,20 +81,6 @@ def rollout_plan(hosts, hostvars, policy, release):
                       for (site, registry), name in sorted(sites.items())]}
 
 
-def rollout_images(manifest):
-    """[{repository, digest, workload}] of a validated release manifest."""
-    workloads = (manifest or {}).get("workloads") or {}
-    return [{"workload": name, "repository": workloads[name]["image"], "digest": workloads[name]["digest"]}
-            for name in sorted(workloads)]
-
-
-def rollout_missing_image(check):
-    """One missing image, from a (site, image) pair of the registry check."""
-    site, image = check[0], check[1]
-    return "%s@%s (workload %s) is not in %s, the registry of site %s" % (
-        image["repository"], image["digest"], image["workload"], site["registry"] or "(manifest registry)", site["site"])
-
-
 def rollout_wave_size(wave, plan):
     return sum(1 for d in plan["devices"].values() if d["wave"] == wave and not d["pinned"])
 
@@ -128,5 +114,4 @@ class FilterModule(object):
 
     def filters(self):
         return {"rollout_policy": rollout_policy, "rollout_plan": rollout_plan, "rollout_collect": rollout_collect,
-                "rollout_images": rollout_images, "rollout_missing_image": rollout_missing_image,
                 "rollout_wave_line": rollout_wave_line, "rollout_wave_size": rollout_wave_size}

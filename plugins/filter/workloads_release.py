@@ -9,8 +9,9 @@ __metaclass__ = type
 from ansible.errors import AnsibleFilterError
 from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
 
+from ansible_collections.edgeops.fleet.plugins.module_utils._generations.probe_schema import ProbeError, validate_probes
 from ansible_collections.edgeops.fleet.plugins.plugin_utils._workloads import (
-    DEFAULT_SECRETS_DIR, WorkloadError, render_release, secret_owners)
+    DEFAULT_SECRETS_DIR, WorkloadError, published_images, render_release, secret_owners)
 
 
 def _check_spec(manifest, spec, source):
@@ -38,8 +39,24 @@ def _workloads_release(manifest, registry=None, secrets_dir=DEFAULT_SECRETS_DIR,
     return {"release": release, "secrets": secrets, "secret_owners": owners, "images": images}
 
 
+def _workloads_probes(probes, key, named=False):
+    """Probes given as role variables, checked by the device's rules on the controller (errors name the key)."""
+    try:
+        return validate_probes(probes or [], key, named=named, allow_empty=True)
+    except ProbeError as exc:
+        raise AnsibleFilterError(str(exc))
+
+
+def _workloads_published_images(targets, manifest=None):
+    try:
+        return published_images(targets, manifest)
+    except WorkloadError as exc:
+        raise AnsibleFilterError(str(exc))
+
+
 class FilterModule(object):
     """Workload filters."""
 
     def filters(self):
-        return {"workloads_release": _workloads_release}
+        return {"workloads_release": _workloads_release, "workloads_probes": _workloads_probes,
+                "workloads_published_images": _workloads_published_images}

@@ -15,6 +15,11 @@ __metaclass__ = type
 
 import re
 
+# The device's own checks, run here too: a release the device would refuse is refused before any device is touched.
+from ansible_collections.edgeops.fleet.plugins.module_utils._generations.errors import GenerationError
+from ansible_collections.edgeops.fleet.plugins.module_utils._generations.probe_schema import ProbeError, validate_probe
+from ansible_collections.edgeops.fleet.plugins.module_utils._generations.release import validate_release
+
 WORKLOAD_KEYS = (
     "image", "source", "digest", "command", "entrypoint", "env", "cpus", "memory", "memory_reservation", "pids",
     "restart", "user", "read_only", "tmpfs", "cap_add", "healthcheck", "gpus", "volumes", "secrets", "networks",
@@ -267,16 +272,21 @@ def _probes(name, spec, service):
     if not isinstance(probes, list):
         _fail("workloads.%s.probes" % name, "must be a list of health checks (http, tcp, container, systemd, command)")
     for index, probe in enumerate(probes):
+        where = "workloads.%s.probes[%d]" % (name, index)
         if not isinstance(probe, dict) or "type" not in probe:
-            _fail("workloads.%s.probes[%d]" % (name, index), "must be a mapping with a type")
+            _fail(where, "must be a mapping with a type")
         check = dict(probe)
         check["name"] = "%s-%s" % (name, probe.get("name", "probe%d" % index))
+        try:  # the device's probe schema (type, keys, bounds), with the manifest's key path in the message
+            validate_probe(probe, index, "workloads.%s.probes" % name, named=False)
+        except ProbeError as exc:
+            raise WorkloadError(str(exc))
         checks.append(check)
     return checks
 
 
 def render_release(manifest, registry=None, secrets_dir=DEFAULT_SECRETS_DIR, source="release manifest"):
-    """Release manifest -> (generation release {id, compose, health_checks}, secret names, images).
+    """Release manifest -> (generation release {id, compose, health_checks}, secret names, images by workload).
 
     ``registry`` (the site's registry address) overrides the manifest's ``registry``.
     """
@@ -306,7 +316,7 @@ def render_release(manifest, registry=None, secrets_dir=DEFAULT_SECRETS_DIR, sou
     nftables = manifest.get("nftables")
     if nftables is not None and (not isinstance(nftables, str) or not nftables.strip()):
         fail("nftables", "must be the text of the release's nftables table (inet edgeops), got %r" % (nftables,))
-    services, checks, secrets, images = {}, [], set(), []
+    services, checks, secrets, images = {}, [], set(), {}
     try:
         for name in sorted(workloads):
             service = validate_workload(name, workloads[name], registry, volumes)
@@ -314,7 +324,7 @@ def render_release(manifest, registry=None, secrets_dir=DEFAULT_SECRETS_DIR, sou
             services[name] = service
             checks.extend(_probes(name, workloads[name], service))
             secrets.update(service.get("secrets", []))
-            images.append(service["image"])
+            images[name] = service["image"]
         for name, service in services.items():
             for index, dep in enumerate(service.get("depends_on", [])):
                 if dep not in services:
@@ -333,7 +343,44 @@ def render_release(manifest, registry=None, secrets_dir=DEFAULT_SECRETS_DIR, sou
     if nftables is not None:
         # The generation checks it (our table only, `nft -c`) when it is staged on the device.
         generation["nftables"] = nftables
+    try:  # the device's whole release check (health check names unique, nftables table), here first
+        validate_release(generation)
+    except GenerationError as exc:
+        fail("(generation)", str(exc))
     return generation, sorted(secrets), images
+
+
+def _split_reference(ref):
+    """``registry/repository@digest`` -> (registry, repository, digest)."""
+    name, _, digest = str(ref).partition("@")
+    registry, _, repository = name.partition("/")
+    if not digest or not repository:
+        raise WorkloadError("image reference %r is not registry/repository@digest" % (ref,))
+    return registry, repository, digest
+
+
+def published_images(targets, manifest=None):
+    """Each distinct image some devices pull, with the first device that pulls it (whose registry credentials and
+    CA the check uses): [{registry, repository, digest, workload, device}], sorted, one per (registry, repository,
+    digest).
+
+    ``targets``: [{device, images: {workload: registry/repository@digest}}] (releases rendered by render_release),
+    or, with the release ``manifest`` (already checked), [{device, registry}]: the registry a site's devices pull
+    from (empty: the manifest's own ``registry``).
+    """
+    seen = {}
+    for target in targets or []:
+        if manifest is not None:
+            registry = target.get("registry") or manifest.get("registry")
+            workloads = manifest.get("workloads") or {}
+            refs = dict((name, "%s/%s@%s" % (registry, spec["image"], spec["digest"])) for name, spec in workloads.items())
+        else:
+            refs = target.get("images") or {}
+        for workload in sorted(refs):
+            registry, repository, digest = _split_reference(refs[workload])
+            seen.setdefault((registry, repository, digest), (workload, target["device"]))
+    return [{"registry": key[0], "repository": key[1], "digest": key[2], "workload": first[0], "device": first[1]}
+            for key, first in sorted(seen.items())]
 
 
 def secret_owners(manifest):

@@ -262,6 +262,45 @@ def test_site_check_mode_reports_no_change_on_a_converged_lab(lab):
     assert recap_changed(check) == dict((host, 0) for host in HOSTS), check.out[-8000:]
 
 
+def bad_release(lab, name, change):
+    """A copy of the published release manifest with one change, written next to it."""
+    with open(lab.release) as handle:
+        manifest = yaml.safe_load(handle)
+    change(manifest)
+    path = os.path.join(os.path.dirname(lab.release), name)
+    with open(path, "w") as handle:
+        yaml.safe_dump(manifest, handle)
+    return path
+
+
+# site.yml checks a device's release on the controller, in its first play, with the rollout's checks: a probe the
+# device would refuse at stage fails there, naming the file and the key, before any play reaches a device.
+def test_site_refuses_a_bad_probe_before_any_play_reaches_a_device(lab):
+    path = bad_release(lab, "bad-probe.yml", lambda m: m["workloads"]["predictor"].__setitem__(
+        "probes", [{"name": "api", "type": "tcp", "port": 8080, "retries": -1}]))
+    run = lab.playbook("site.yml", "--tags", "workloads", "-e", "workloads_release_file=" + path)
+    assert run.rc != 0, run.out[-3000:]
+    first_play = " ".join(run.out.split("PLAY [Base operating system")[0].split())
+    assert "%s: workloads.predictor.probes[0] (api).retries" % path in first_play, run.out[-3000:]
+    assert "TASK [edgeops.fleet.workloads : Ask each registry" not in run.out, run.out[-3000:]
+    assert recap_changed(run) == dict((host, 0) for host in HOSTS), run.out[-3000:]
+
+
+# An image missing from the site registry (a digest nobody published) is found by the controller asking the registry,
+# once, before any device pulls: the devices keep the release they run.
+def test_site_refuses_an_unpublished_image_before_any_device_pulls(lab):
+    missing = "sha256:" + "0" * 64
+    path = bad_release(lab, "unpublished.yml", lambda m: m["workloads"]["trainer"].__setitem__("digest", missing))
+    run = lab.playbook("site.yml", "--tags", "workloads", "-e", "workloads_release_file=" + path)
+    assert run.rc != 0, run.out[-3000:]
+    flat = " ".join(run.out.split())
+    assert "site01-hub:5000/edgeops/trainer@%s (workload trainer) is not in site01-hub:5000" % missing in flat, \
+        run.out[-3000:]
+    assert "edgeops/predictor@" not in flat.split("not fully published")[1].split("(publish it")[0], run.out[-3000:]
+    assert "TASK [edgeops.fleet.workloads : Stage" not in run.out, run.out[-3000:]
+    assert recap_changed(run) == dict((host, 0) for host in HOSTS), run.out[-3000:]
+
+
 def test_the_hub_runs_registry_alertmanager_and_bastion(lab):
     active = dexec(HUB, "systemctl", "is-active", "docker-registry.service", "prometheus-alertmanager.service",
                    "ssh.service")

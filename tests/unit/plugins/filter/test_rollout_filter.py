@@ -90,15 +90,6 @@ def test_wave_size_and_line():
     assert f.rollout_wave_line(1, many).endswith("d00, d01, d02, d03, d04, d05, d06, d07 and 2 more")
 
 
-def test_images_and_missing_image():
-    manifest = {"workloads": {"predictor": {"image": "edge/predictor", "digest": "sha256:" + "a" * 64},
-                              "api": {"image": "edge/api", "digest": "sha256:" + "b" * 64}}}
-    images = f.rollout_images(manifest)
-    assert [i["workload"] for i in images] == ["api", "predictor"]
-    line = f.rollout_missing_image([{"site": "s1", "registry": ""}, images[0]])
-    assert line == "edge/api@sha256:%s (workload api) is not in (manifest registry), the registry of site s1" % ("b" * 64)
-
-
 def test_collect_reports_hosts_out_of_the_play_as_unreachable_with_their_last_step():
     hv = {"a1": {"r": {"outcome": "confirmed", "step": "confirmed"}},
           "a2": {"r": {"outcome": "failed", "step": "switch"}}, "a3": {}}

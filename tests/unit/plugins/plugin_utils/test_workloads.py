@@ -10,7 +10,7 @@ import copy
 import pytest
 
 from ansible_collections.edgeops.fleet.plugins.plugin_utils._workloads import (
-    WorkloadError, render_release, secret_owners, size_bytes)
+    WorkloadError, published_images, render_release, secret_owners, size_bytes)
 
 DIGEST = "sha256:" + "ab" * 32
 MANIFEST = {
@@ -60,7 +60,7 @@ def test_least_privilege_and_limits_are_rendered_for_every_workload():
     assert services["device-manager"]["environment"] == {"PREDICTOR_URL": "http://predictor:8080", "DEBUG": "false"}
     assert predictor["volumes"] == ["models:/models:ro"]
     assert secrets == ["dashboard_token"]
-    assert sorted(images) == sorted(s["image"] for s in services.values())
+    assert sorted(images.values()) == sorted(s["image"] for s in services.values())
     assert release["health_checks"] == [
         {"name": "predictor-container", "type": "container", "service": "predictor"},
         {"name": "predictor-predict", "type": "http", "url": "http://127.0.0.1:8080/predict?features=1,2", "status": 200},
@@ -129,6 +129,40 @@ def test_bad_manifests_are_refused(manifest, key):
     assert str(err.value).startswith("m.yml: %s:" % key)
 
 
+# The device's probe schema runs on the controller: a probe the device would refuse at stage time is refused here,
+# naming the manifest, the workload and the probe (not the index it gets on the device after the container check).
+@pytest.mark.parametrize("probe, expected", [
+    ({"name": "p", "type": "ping", "host": "x"}, "workloads.predictor.probes[0] (p).type must be one of"),
+    ({"name": "p", "type": "http", "url": "http://127.0.0.1/", "retries": -1}, "workloads.predictor.probes[0] (p).retries"),
+    ({"name": "p", "type": "tcp", "port": 70000}, "workloads.predictor.probes[0] (p).port"),
+    ({"name": "p", "type": "tcp"}, "workloads.predictor.probes[0] (p).port is required"),
+    ({"name": "p", "type": "http", "url": "http://127.0.0.1/", "verify": "yes"}, "workloads.predictor.probes[0] (p): unknown key"),
+    ({"name": "p", "type": "http", "url": "http://127.0.0.1/", "timeout": "fast"}, "workloads.predictor.probes[0] (p).timeout"),
+])
+def test_a_probe_the_device_would_refuse_is_refused_on_the_controller(probe, expected):
+    manifest = copy.deepcopy(MANIFEST)
+    manifest["workloads"]["predictor"]["probes"] = [probe]
+    with pytest.raises(WorkloadError) as err:
+        render_release(manifest, registry="site01-hub:5000", source="releases/demo.yml")
+    assert str(err.value).startswith("releases/demo.yml: " + expected), str(err.value)
+
+
+def test_two_probes_of_one_workload_with_one_name_are_refused():
+    manifest = copy.deepcopy(MANIFEST)
+    probe = {"name": "p", "type": "tcp", "port": 8080}
+    manifest["workloads"]["predictor"]["probes"] = [probe, dict(probe)]
+    with pytest.raises(WorkloadError) as err:
+        render_release(manifest, registry="site01-hub:5000", source="releases/demo.yml")
+    assert str(err.value).startswith("releases/demo.yml: (generation): release.health_checks"), str(err.value)
+    assert "predictor-p" in str(err.value)
+
+
+def test_a_release_ruleset_for_another_table_is_refused_on_the_controller():
+    with pytest.raises(WorkloadError) as err:
+        render(dict(MANIFEST, nftables="table ip filter {\n}\n"), source="releases/demo.yml")
+    assert str(err.value).startswith("releases/demo.yml: (generation): release.nftables"), str(err.value)
+
+
 def test_the_release_ruleset_goes_into_the_generation():
     table = "table inet edgeops {\n  chain input { type filter hook input priority 0; }\n}\n"
     release, _secrets, _images = render(dict(MANIFEST, nftables=table))
@@ -168,3 +202,26 @@ def test_a_healthcheck_checks_often_while_starting_and_seldom_after():
                            "retries": 3, "start_period": "30s", "start_interval": "1s"}
     # Not given, not rendered: the compose file (and so the generation) of an existing manifest stays the same.
     assert "start_interval" not in render()[0]["compose"]["services"]["predictor"]["healthcheck"]
+
+
+def test_published_images_are_listed_once_per_registry_with_the_first_device_that_pulls_them():
+    release, _secrets, images = render()
+    other = render(registry="site02-hub:5000")[2]
+    listed = published_images([{"device": "s1-dev01", "images": images}, {"device": "s1-dev02", "images": images},
+                               {"device": "s2-dev01", "images": other}])
+    assert [(i["registry"], i["repository"], i["workload"], i["device"]) for i in listed] == [
+        ("site01-hub:5000", "edgeops/device-manager", "device-manager", "s1-dev01"),
+        ("site01-hub:5000", "edgeops/predictor", "predictor", "s1-dev01"),
+        ("site02-hub:5000", "edgeops/device-manager", "device-manager", "s2-dev01"),
+        ("site02-hub:5000", "edgeops/predictor", "predictor", "s2-dev01")]
+    assert {i["digest"] for i in listed} == {DIGEST}
+
+
+def test_published_images_of_one_manifest_in_each_site_registry():
+    sites = [{"device": "s1-dev01", "registry": "site01-hub:5000"}, {"device": "s2-dev01", "registry": ""}]
+    listed = published_images(sites, dict(MANIFEST, registry="central:5000"))
+    assert [(i["registry"], i["repository"]) for i in listed] == [
+        ("central:5000", "edgeops/device-manager"), ("central:5000", "edgeops/predictor"),
+        ("site01-hub:5000", "edgeops/device-manager"), ("site01-hub:5000", "edgeops/predictor")]
+    with pytest.raises(WorkloadError, match="not registry/repository@digest"):
+        published_images([{"device": "d", "images": {"predictor": "predictor:latest"}}])
