@@ -332,7 +332,7 @@ class Table(object):
         if not _TOKEN_RE.match(token or ""):
             raise NftError("malformed confirm token %r" % (token,))
         paths = change_paths(self.state_dir, self.family, self.table, token)
-        deadline = time.time() + wait_apply
+        deadline = time.monotonic() + wait_apply
         while True:
             lock = self._lock()
             try:
@@ -340,7 +340,7 @@ class Table(object):
                 if not waiting or waiting.get("token") != token:
                     return self._outcome(token, paths)
                 applied, applied_at = parse_marker(read_text(paths["applied"]))
-                if applied is not None or time.time() >= deadline:
+                if applied is not None or time.monotonic() >= deadline:
                     return self._settle(token, paths, waiting, applied, applied_at, wait_apply)
             finally:
                 os.close(lock)

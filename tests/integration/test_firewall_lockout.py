@@ -50,7 +50,7 @@ class BannerWatch(threading.Thread):
 
     def run(self):
         while not self.halt.is_set():
-            self.samples.append((time.time(), banner()))
+            self.samples.append((time.monotonic(), banner()))
             self.halt.wait(1.0)
 
     def outage(self):
@@ -95,9 +95,9 @@ def test_a_table_that_locks_the_controller_out_reverts_by_itself(device):
 
     watch = BannerWatch()
     watch.start()
-    began = time.time()
+    began = time.monotonic()
     locked = ansible("ansible-playbook", *(play + ["-e", "firewall_lockout_test=true"]))
-    took = time.time() - began
+    took = time.monotonic() - began
     # The controller logs in again over a new connection.
     ping = ansible("ansible", "-i", device["inventory"], "site01-dev01", "-m", "ansible.builtin.ping")
     watch.halt.set()

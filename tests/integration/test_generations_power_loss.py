@@ -52,8 +52,8 @@ def served_release():
 def boot_again():
     """Start the killed device and wait until boot recovery (a oneshot unit) has finished."""
     subprocess.run(["docker", "start", DEVICE], check=True, capture_output=True)
-    deadline = time.time() + 180
-    while time.time() < deadline:
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
         out = dexec("systemctl", "is-system-running", "--wait", timeout=200)
         if out.stdout.strip() in ("running", "degraded"):
             return out.stdout.strip()
@@ -95,10 +95,10 @@ def test_kill_during_switch_or_rollback_leaves_one_whole_generation(device):
     start = assert_one_whole_generation("before the trials")
     ids = sorted(g["id"] for g in listing()["generations"])
     # How long a switch takes here: kill moments are drawn from that window (plus a margin).
-    began = time.time()
+    began = time.monotonic()
     other = [i for i in ids if i != start][0]
     assert dexec("edgeops-gen", "switch", str(other), "120").returncode == 0
-    window = time.time() - began
+    window = time.monotonic() - began
     assert dexec("edgeops-gen", "confirm", str(other)).returncode == 0
     rng = random.Random(int(os.environ.get("EDGEOPS_POWER_LOSS_SEED", "20261123")))
     outcomes = []
@@ -145,9 +145,9 @@ def test_generation_failing_health_at_three_boots_is_rolled_back(device):
         last = json.loads(dexec("edgeops-gen", "incidents").stdout.splitlines()[-1])
         assert last["what"] == "boot-rollback" and last["from"] == running and last["to"] == previous
         # The journal may take a moment to show the line under load: read until it is there or a deadline passes.
-        deadline = time.time() + 30
+        deadline = time.monotonic() + 30
         journal = dexec("journalctl", "-t", "edgeops-gen", "-o", "cat", "--no-pager").stdout
-        while "edgeops incident boot-rollback" not in journal and time.time() < deadline:
+        while "edgeops incident boot-rollback" not in journal and time.monotonic() < deadline:
             time.sleep(1)
             journal = dexec("journalctl", "-t", "edgeops-gen", "-o", "cat", "--no-pager").stdout
         assert "edgeops incident boot-rollback" in journal, journal[-2000:]

@@ -163,9 +163,9 @@ def test_after_a_reboot_the_table_is_back_and_docker_still_publishes(host, peer)
     before = host.check_output("nft -s -t list table %s" % TABLE)
     container = "molecule-firewall-site01-dev01"
     subprocess.run(["docker", "restart", container], check=True, capture_output=True, timeout=120)
-    deadline = time.time() + 120
+    deadline = time.monotonic() + 120
     state = ""
-    while time.time() < deadline:
+    while time.monotonic() < deadline:
         state = subprocess.run(["docker", "exec", container, "systemctl", "is-system-running", "--wait"],
                                capture_output=True, text=True, timeout=130, check=False).stdout.strip()
         if state in ("running", "degraded"):
@@ -177,9 +177,9 @@ def test_after_a_reboot_the_table_is_back_and_docker_still_publishes(host, peer)
     assert after.returncode == 0, after.stderr
     assert after.stdout.strip() == before.strip()
     target = lab(host)["address"]
-    deadline = time.time() + 60
+    deadline = time.monotonic() + 60
     page = None
-    while time.time() < deadline and page is None:
+    while time.monotonic() < deadline and page is None:
         got = peer.run("busybox wget -q -T 3 -O - http://%s:8080/image-name", target)
         page = got.stdout.strip() if got.rc == 0 else None
         time.sleep(1)

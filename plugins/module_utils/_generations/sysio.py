@@ -79,13 +79,13 @@ def lock_file(path, shared=False, timeout=None):
     """
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
     kind = fcntl.LOCK_SH if shared else fcntl.LOCK_EX
-    deadline = None if timeout is None else time.time() + timeout
+    deadline = None if timeout is None else time.monotonic() + timeout
     while True:
         try:
             fcntl.flock(fd, kind if deadline is None else kind | fcntl.LOCK_NB)
             return fd
         except (IOError, OSError) as exc:
-            if deadline is None or exc.errno not in (errno.EAGAIN, errno.EACCES) or time.time() > deadline:
+            if deadline is None or exc.errno not in (errno.EAGAIN, errno.EACCES) or time.monotonic() > deadline:
                 os.close(fd)
                 raise
             time.sleep(0.2)
