@@ -222,8 +222,9 @@ finish() {  # the table, the failed steps and the count; exits 0 when every step
   echo
   # (from the repository, with the paths as suite_cost.py's defaults: the same table as it prints)
   [ ! -f "$suite_root/previous/timings.tsv" ] || compare=(--compare "${suite_root#"$repo"/}/previous")
-  python3 benchmarks/suite_cost.py --dir "${run_dir#"$repo"/}" "${compare[@]}" \
+  python3 benchmarks/suite_cost.py --dir "${run_dir#"$repo"/}" "${compare[@]}" >"$run_dir/table.txt" \
     || echo "(benchmarks/suite_cost.py could not print the table; the times are in $timings)"
+  cat "$run_dir/table.txt"
   echo
   # CI shows the head and the tail of this output: each failed step's own reason goes here, at the tail.
   local name
@@ -231,11 +232,13 @@ finish() {  # the table, the failed steps and the count; exits 0 when every step
     [ -f "$run_dir/logs/$name.log" ] || continue
     printf '\n---- why %s failed (first fatal/failed lines and the last lines of %s) ----\n' "$name" \
       "${run_dir#"$repo"/}/logs/$name.log"
-    grep -n -m 8 -E '^(fatal|failed):|FAILED!|^E  |^ERROR|CRITICAL|Traceback' "$run_dir/logs/$name.log" | cut -c1-400
+    grep -n -m 6 -E '^(fatal|failed):|FAILED!|^E  |^ERROR|CRITICAL|Traceback|Error while|\[ERROR\]' \
+      "$run_dir/logs/$name.log" | cut -c1-400
     echo '...'
-    tail -n 25 "$run_dir/logs/$name.log" | cut -c1-400
+    tail -n 12 "$run_dir/logs/$name.log" | cut -c1-400
   done
-  [ "$failed" -eq 0 ] || printf '\nfailed steps: %s\n' "${failed_steps[*]}"
+  [ "$failed" -eq 0 ] || printf '\n%s\nfailed steps: %s\n' "$(grep '^Total: ' "$run_dir/table.txt" 2>/dev/null)" \
+    "${failed_steps[*]}"
   echo "$passed passed, $failed failed"
   [ "$failed" -eq 0 ]
   exit
