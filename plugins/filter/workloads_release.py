@@ -21,8 +21,12 @@ def _check_spec(manifest, spec, source):
         return
     validator = ArgumentSpecValidator(spec)
     errors = []
-    for name in sorted(workloads):
-        if isinstance(workloads[name], dict):
+    for name in sorted(workloads, key=str):
+        # (ArgumentSpecValidator fails with a TypeError on a key that is not a string: named here instead.)
+        bad = [key for key in workloads[name] if not isinstance(key, str)] if isinstance(workloads[name], dict) else []
+        if bad:
+            errors.append("workloads.%s: keys must be strings, got %r" % (name, bad[0]))
+        elif isinstance(workloads[name], dict):
             errors.extend("workloads.%s: %s" % (name, message)
                           for message in validator.validate(workloads[name]).error_messages)
     if errors:

@@ -13,6 +13,7 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import json
 import re
 
 # The device's own checks, run here too: a release the device would refuse is refused before any device is touched.
@@ -85,12 +86,13 @@ def image_reference(registry, image, digest):
 def _healthcheck(value, where):
     if not isinstance(value, dict):
         _fail(where, "must be a mapping with test (and interval, timeout, retries, start_period, start_interval)")
-    bad = sorted(set(value) - set(HEALTHCHECK_KEYS))
+    bad = sorted((set(value) - set(HEALTHCHECK_KEYS)), key=str)
     if bad:
-        _fail(where, "unknown key(s) %s (allowed: %s)" % (", ".join(bad), ", ".join(HEALTHCHECK_KEYS)))
+        _fail(where, "unknown key(s) %s (allowed: %s)" % (", ".join(map(str, bad)), ", ".join(HEALTHCHECK_KEYS)))
     test = value.get("test")
-    if not isinstance(test, list) or not test or test[0] not in ("CMD", "CMD-SHELL") or len(test) < 2:
-        _fail(where + ".test", "must be a list starting with CMD or CMD-SHELL, such as [CMD, /usr/local/bin/healthcheck]")
+    if (not isinstance(test, list) or not test or test[0] not in ("CMD", "CMD-SHELL") or len(test) < 2
+            or not all(isinstance(arg, str) for arg in test)):
+        _fail(where + ".test", "must be a list of strings starting with CMD or CMD-SHELL, such as [CMD, /usr/local/bin/healthcheck]")
     # timeout 10s: a check that needs a second on an idle box can need several on a busy one (a CPU-limited
     # container, a loaded device); a short timeout turns that into "unhealthy" and a needless rollback.
     out = {"test": list(test), "interval": "5s", "timeout": "10s", "retries": 3, "start_period": "5s"}
@@ -147,9 +149,9 @@ def validate_workload(name, spec, registry, declared_volumes=()):
         _fail(where, "workload names are 1-63 lowercase letters, digits, '-' or '_'")
     if not isinstance(spec, dict):
         _fail(where, "must be a mapping")
-    unknown = sorted(set(spec) - set(WORKLOAD_KEYS))
+    unknown = sorted((set(spec) - set(WORKLOAD_KEYS)), key=str)
     if unknown:
-        _fail(where, "unknown key(s) %s (allowed: %s)" % (", ".join(unknown), ", ".join(WORKLOAD_KEYS)))
+        _fail(where, "unknown key(s) %s (allowed: %s)" % (", ".join(map(str, unknown)), ", ".join(WORKLOAD_KEYS)))
     missing = [key for key in REQUIRED_KEYS if spec.get(key) in (None, "")]
     if missing:
         why = {"digest": "images are pinned by digest (run playbooks/registry/publish.yml to record it)",
@@ -295,9 +297,9 @@ def render_release(manifest, registry=None, secrets_dir=DEFAULT_SECRETS_DIR, sou
 
     if not isinstance(manifest, dict):
         fail("(top)", "must be a mapping with release and workloads")
-    unknown = sorted(set(manifest) - set(MANIFEST_KEYS))
+    unknown = sorted((set(manifest) - set(MANIFEST_KEYS)), key=str)
     if unknown:
-        fail(unknown[0], "unknown key (allowed: %s)" % ", ".join(MANIFEST_KEYS))
+        fail(str(unknown[0]), "unknown key (allowed: %s)" % ", ".join(MANIFEST_KEYS))
     release = manifest.get("release")
     if not isinstance(release, str) or not re.match(r"^[A-Za-z0-9][A-Za-z0-9_.:+-]{0,127}$", release):
         fail("release", "must be an id of letters, digits and . _ : + -, got %r" % (release,))
@@ -310,6 +312,9 @@ def render_release(manifest, registry=None, secrets_dir=DEFAULT_SECRETS_DIR, sou
     workloads = manifest.get("workloads")
     if not isinstance(workloads, dict) or not workloads:
         fail("workloads", "must be a non-empty mapping of workload name to its declaration")
+    for name in workloads:
+        if not isinstance(name, str):
+            fail("workloads", "workload names must be strings, got %r" % (name,))
     volumes = manifest.get("volumes", [])
     if not isinstance(volumes, list) or not all(isinstance(v, str) and _NAME_RE.match(v) for v in volumes):
         fail("volumes", "must be a list of volume names")
@@ -320,6 +325,11 @@ def render_release(manifest, registry=None, secrets_dir=DEFAULT_SECRETS_DIR, sou
     try:
         for name in sorted(workloads):
             service = validate_workload(name, workloads[name], registry, volumes)
+            try:  # the compose file is JSON with sorted keys: a mapping with mixed keys cannot be written
+                json.dumps(service, sort_keys=True)
+            except (TypeError, ValueError):
+                _fail("workloads.%s" % name, "holds a value that is not text, a number, a boolean or a list or mapping "
+                      "of those with text keys")
             service["labels"]["org.edgeops.release"] = release
             services[name] = service
             checks.extend(_probes(name, workloads[name], service))

@@ -117,7 +117,7 @@ def _labels(where, key, value):
 
 
 def _op(where, key, value):
-    if value not in OPS:
+    if not isinstance(value, str) or value not in OPS:
         raise ProbeError("%s.%s must be one of %s, got %r" % (where, key, " ".join(OPS), value))
     return value
 
@@ -169,7 +169,7 @@ def validate_probe(probe, index, prefix="probes", named=True):
     name = probe.get("name")
     if named and (not isinstance(name, str) or not name.strip()):
         raise ProbeError("%s.name is required (a non-empty string), got %r" % (where, name))
-    if kind not in TYPES:
+    if not isinstance(kind, str) or kind not in TYPES:
         raise ProbeError("%s.type must be one of %s, got %r" % (where, ", ".join(sorted(TYPES)), kind))
     required, optional = TYPES[kind]
     allowed = set(COMMON) | set(required) | set(optional)
@@ -178,7 +178,7 @@ def validate_probe(probe, index, prefix="probes", named=True):
         raise ProbeError("%s: unknown key(s) %s for type %s (allowed: %s)"
                          % (where, ", ".join(unknown), kind, ", ".join(sorted(allowed))))
     for key in required:
-        if probe.get(key) is None or probe.get(key) == "" or probe.get(key) == []:
+        if probe.get(key) is None or probe.get(key) == "" or probe.get(key) == [] or probe.get(key) == {}:
             raise ProbeError("%s.%s is required for type %s" % (where, key, kind))
     out = {"name": str(name) if name not in (None, "") else "%s-%d" % (kind, index), "type": kind}
     for key in COMMON[2:] + required + optional:
