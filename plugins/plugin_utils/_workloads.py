@@ -362,8 +362,8 @@ def render_release(manifest, registry=None, secrets_dir=DEFAULT_SECRETS_DIR, sou
 
 def _split_reference(ref):
     """``registry/repository@digest`` -> (registry, repository, digest)."""
-    name, _, digest = str(ref).partition("@")
-    registry, _, repository = name.partition("/")
+    name, _at, digest = str(ref).partition("@")
+    registry, _slash, repository = name.partition("/")
     if not digest or not repository:
         raise WorkloadError("image reference %r is not registry/repository@digest" % (ref,))
     return registry, repository, digest

@@ -102,8 +102,8 @@ def test_mutations_of_a_release_manifest_file(draw):
         at = draw.draw(st.integers(0, len(raw)), label="at")
         kind = draw.draw(st.sampled_from(["insert", "delete", "replace", "duplicate line"]), label="kind")
         if kind == "insert":
-            raw = raw[:at] + draw.draw(st.sampled_from([b"\n", b": ", b"- ", b"&a ", b"*a", b"[", b"{", b"\t", b"\xff",
-                                                         b"  ", b"probes: x\n"]), label="text") + raw[at:]
+            pieces = [b"\n", b": ", b"- ", b"&a ", b"*a", b"[", b"{", b"\t", b"\xff", b"  ", b"probes: x\n"]
+            raw = raw[:at] + draw.draw(st.sampled_from(pieces), label="text") + raw[at:]
         elif kind == "delete":
             raw = raw[:at] + raw[at + draw.draw(st.integers(1, 40), label="length"):]
         elif kind == "replace":
