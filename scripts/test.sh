@@ -55,7 +55,6 @@ lab_stream_2=(
   "integration-rollout=pytest_modules tests/integration/test_rollout.py tests/integration/test_rollout_faults.py"
   "integration-lab=pytest_modules tests/integration/test_lab_scale_and_input.py tests/integration/test_sample_workloads.py
     tests/integration/test_collection_build.py tests/integration/test_fleet_inventory.py"
-  "sanity=sanity"
   "ansible-lint=ansible-lint"
 )
 lab_stream_3=(
@@ -65,6 +64,7 @@ lab_stream_3=(
   "molecule-docker_engine=molecule_scenario docker_engine"
   "molecule-firewall=molecule_scenario firewall"
   "molecule-generations=molecule_scenario generations"
+  "sanity=sanity"
 )
 lab_streams=(lab_stream_1 lab_stream_2 lab_stream_3)
 
