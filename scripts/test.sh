@@ -54,7 +54,8 @@ lab_stream_1=(
 lab_stream_2=(
   "integration-rollout=pytest_modules tests/integration/test_rollout.py tests/integration/test_rollout_faults.py"
   "integration-lab=pytest_modules tests/integration/test_lab_scale_and_input.py tests/integration/test_sample_workloads.py
-    tests/integration/test_collection_build.py tests/integration/test_fleet_inventory.py"
+    tests/integration/test_collection_build.py tests/integration/test_fleet_inventory.py
+    tests/integration/test_bad_input_corpus.py"
   "ansible-lint=ansible-lint"
 )
 lab_stream_3=(

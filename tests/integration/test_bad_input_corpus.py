@@ -1,0 +1,118 @@
+# -*- coding: utf-8 -*-
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Malformed inputs through the tools a user runs: ansible-inventory, playbooks/rollout.yml and site.yml (no lab).
+
+The fleet's devices are at TEST-NET addresses (192.0.2.0/24, RFC 5737) that nothing answers: a run that tried to
+reach one would print UNREACHABLE. Every malformed input must be refused naming its file and key, with no device
+contacted, which is what "no device touched" means here, in a way a lab's before/after comparison cannot show
+better: not one connection was attempted.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import os
+
+import pytest
+import yaml
+
+from conftest import REPO, ansible
+
+with open(os.path.join(REPO, "samples", "releases", "demo-1.0.0.yml")) as _handle:
+    RELEASE = yaml.safe_load(_handle)
+for _workload in RELEASE["workloads"].values():
+    _workload["digest"] = "sha256:" + "ab" * 32
+
+FLEET = {
+    "sites": {"site01": {"registry": "site01-hub:5000"}},
+    "devices": {"site01-dev01": {"site": "site01", "address": "192.0.2.11", "tags": ["canary"]},
+                "site01-dev02": {"site": "site01", "address": "192.0.2.12"}},
+    "rollout": {"waves": [1, "100%"], "environment": "lab", "approval_waived": True, "soak": 5},
+}
+
+
+def write_fleet(tmp_path, text):
+    (tmp_path / "fleet.yml").write_bytes(text if isinstance(text, bytes) else text.encode("utf-8"))
+    (tmp_path / "edge.fleet.yml").write_text("plugin: edgeops.fleet.fleet\nfleet_file: fleet.yml\n")
+    return str(tmp_path / "edge.fleet.yml")
+
+
+def with_change(path, value):
+    release = yaml.safe_load(yaml.safe_dump(RELEASE))
+    parent = release
+    for key in path[:-1]:
+        parent = parent[key]
+    parent[path[-1]] = value
+    return yaml.safe_dump(release)
+
+
+# (name, manifest text, what the refusal must contain: file + key path)
+MANIFESTS = [
+    ("duplicate-key", yaml.safe_dump(RELEASE).replace("workloads:\n", "workloads:\n  predictor: {}\n", 1),
+     "the key 'predictor' is given twice"),
+    ("alias-bomb", "a: &a [x, x, x, x, x, x, x, x, x, x]\nb: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a, *a]\n"
+     "c: &c [*b, *b, *b, *b, *b, *b, *b, *b, *b, *b]\nd: &d [*c, *c, *c, *c, *c, *c, *c, *c, *c, *c]\n"
+     "e: &e [*d, *d, *d, *d, *d, *d, *d, *d, *d, *d]\nf: [*e, *e, *e, *e, *e, *e, *e, *e, *e, *e]\n",
+     "aliases expand to more than"),
+    ("not-utf8", b"release: demo\nworkloads: {\xff\xfe}\n", "not UTF-8: byte 0xff"),
+    ("bad-probe", with_change(("workloads", "predictor", "probes"), [{"name": "p", "type": "ping"}]),
+     "workloads.predictor.probes[0] (p).type"),
+    ("no-limits", with_change(("workloads", "trainer", "memory"), None), "workloads.trainer"),
+    ("string-bool", with_change(("workloads", "predictor", "read_only"), "yes_please"), "workloads.predictor"),
+]
+
+
+def write_manifest(tmp_path, name, text):
+    path = tmp_path / (name + ".yml")
+    path.write_bytes(text if isinstance(text, bytes) else text.encode("utf-8"))
+    return str(path)
+
+
+def assert_refused_untouched(run, path, expected):
+    flat = " ".join(run.out.split())
+    assert run.rc != 0, run.out[-3000:]
+    assert path in flat and expected in flat, run.out[-3000:]
+    assert "UNREACHABLE" not in run.out, run.out[-3000:]  # not one device was tried
+
+
+@pytest.mark.parametrize("name, text, expected", MANIFESTS, ids=[m[0] for m in MANIFESTS])
+def test_a_malformed_release_is_refused_by_the_rollout_before_any_device(tmp_path, name, text, expected):
+    fleet = write_fleet(tmp_path, yaml.safe_dump(FLEET))
+    path = write_manifest(tmp_path, name, text)
+    run = ansible("ansible-playbook", "-i", fleet, "playbooks/rollout.yml", "-e", "rollout_release_file=" + path,
+                  "-e", "rollout_record_dir=%s" % (tmp_path / "records"),
+                  "-e", "rollout_approvals_dir=%s" % (tmp_path / "approvals"))
+    assert_refused_untouched(run, name + ".yml", expected)
+    assert not (tmp_path / "records").exists() or not os.listdir(str(tmp_path / "records")), "a record was begun"
+
+
+@pytest.mark.parametrize("name, text, expected", MANIFESTS, ids=[m[0] for m in MANIFESTS])
+def test_a_malformed_release_is_refused_by_site_yml_in_its_first_play(tmp_path, name, text, expected):
+    fleet = write_fleet(tmp_path, yaml.safe_dump(FLEET))
+    path = write_manifest(tmp_path, name, text)
+    run = ansible("ansible-playbook", "-i", fleet, "site.yml", "-e", "workloads_release_file=" + path,
+                  "-e", "workloads_registry=site01-hub:5000")
+    assert_refused_untouched(run, name + ".yml", expected)
+    assert "PLAY [Base operating system" not in run.out.split("fatal:")[0], run.out[-3000:]
+
+
+FLEETS = [
+    ("duplicate-device", "sites: {site01: {}}\ndevices:\n  d1: {site: site01, address: 192.0.2.11}\n"
+     "  d1: {site: site01, address: 192.0.2.12}\n", "the key 'd1' is given twice"),
+    ("bastion-elsewhere", yaml.safe_dump({"sites": {"site01": {"bastion": {"host": "d2", "user": "jump"}}, "site02": {}},
+                                          "devices": {"d1": {"site": "site01", "address": "192.0.2.11"},
+                                                      "d2": {"site": "site02", "address": "192.0.2.12"}}}), "d2"),
+    ("empty", "", "fleet.yml"),
+    ("not-utf8", b"sites: {site01: {}}\ndevices: {d1: {site: site01, address: \xff}}\n", "not UTF-8: byte 0xff"),
+]
+
+
+@pytest.mark.parametrize("name, text, expected", FLEETS, ids=[f[0] for f in FLEETS])
+def test_a_malformed_fleet_file_stops_site_yml_before_any_play(tmp_path, name, text, expected):
+    fleet = write_fleet(tmp_path, text)
+    run = ansible("ansible-playbook", "-i", fleet, "site.yml")
+    flat = " ".join(run.out.split())
+    assert run.rc != 0, run.out[-3000:]
+    assert "fleet.yml" in flat and expected in flat, run.out[-3000:]
+    assert "PLAY [" not in run.out and "UNREACHABLE" not in run.out, run.out[-3000:]
