@@ -262,6 +262,19 @@ def test_site_check_mode_reports_no_change_on_a_converged_lab(lab):
     assert recap_changed(check) == dict((host, 0) for host in HOSTS), check.out[-8000:]
 
 
+def device_state():
+    """What a refused release must leave alone on every device: its generations, nft tables and containers."""
+    state = {}
+    for device in DEVICES:
+        generations = json.loads(dexec(device, "edgeops-gen", "list").stdout)
+        containers = dexec(device, "docker", "ps", "-a", "--no-trunc", "--format", "{{.ID}} {{.Image}} {{.State}}")
+        state[device] = {"generations": {k: generations.get(k) for k in ("current", "confirmed", "pending", "generations")},
+                         "nft": dexec(device, "nft", "list", "ruleset").stdout,
+                         "containers": sorted(containers.stdout.split("\n"))}
+        assert state[device]["generations"]["current"] and state[device]["containers"], state[device]
+    return state
+
+
 def bad_release(lab, name, change):
     """A copy of the published release manifest with one change, written next to it."""
     with open(lab.release) as handle:
@@ -274,12 +287,15 @@ def bad_release(lab, name, change):
 
 
 # site.yml checks a device's release on the controller, in its first play, with the rollout's checks: a probe the
-# device would refuse at stage fails there, naming the file and the key, before any play reaches a device.
+# device would refuse at stage fails there, naming the file and the key, before any play reaches a device; every
+# device keeps its generations, nft tables and containers.
 def test_site_refuses_a_bad_probe_before_any_play_reaches_a_device(lab):
     path = bad_release(lab, "bad-probe.yml", lambda m: m["workloads"]["predictor"].__setitem__(
         "probes", [{"name": "api", "type": "tcp", "port": 8080, "retries": -1}]))
+    before = device_state()
     run = lab.playbook("site.yml", "--tags", "workloads", "-e", "workloads_release_file=" + path)
     assert run.rc != 0, run.out[-3000:]
+    assert device_state() == before
     first_play = " ".join(run.out.split("PLAY [Base operating system")[0].split())
     assert "%s: workloads.predictor.probes[0] (api).retries" % path in first_play, run.out[-3000:]
     assert "TASK [edgeops.fleet.workloads : Ask each registry" not in run.out, run.out[-3000:]
@@ -291,8 +307,10 @@ def test_site_refuses_a_bad_probe_before_any_play_reaches_a_device(lab):
 def test_site_refuses_an_unpublished_image_before_any_device_pulls(lab):
     missing = "sha256:" + "0" * 64
     path = bad_release(lab, "unpublished.yml", lambda m: m["workloads"]["trainer"].__setitem__("digest", missing))
+    before = device_state()
     run = lab.playbook("site.yml", "--tags", "workloads", "-e", "workloads_release_file=" + path)
     assert run.rc != 0, run.out[-3000:]
+    assert device_state() == before
     flat = " ".join(run.out.split())
     assert "site01-hub:5000/edgeops/trainer@%s (workload trainer) is not in site01-hub:5000" % missing in flat, \
         run.out[-3000:]
