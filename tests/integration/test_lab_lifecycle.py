@@ -268,8 +268,10 @@ def device_state():
     for device in DEVICES:
         generations = json.loads(dexec(device, "edgeops-gen", "list").stdout)
         containers = dexec(device, "docker", "ps", "-a", "--no-trunc", "--format", "{{.ID}} {{.Image}} {{.State}}")
-        state[device] = {"generations": {k: generations.get(k) for k in ("current", "confirmed", "pending", "generations")},
-                         "nft": dexec(device, "nft", "list", "ruleset").stdout,
+        state[device] = {"generations": dict((k, generations.get(k)) for k in ("current", "confirmed", "pending")),
+                         "kept": sorted((g["id"], g["release"]) for g in generations["generations"]),
+                         # -s: without counters and other state that traffic changes
+                         "nft": dexec(device, "nft", "-s", "list", "ruleset").stdout,
                          "containers": sorted(containers.stdout.split("\n"))}
         assert state[device]["generations"]["current"] and state[device]["containers"], state[device]
     return state
