@@ -274,16 +274,11 @@ def _probes(name, spec, service):
     if not isinstance(probes, list):
         _fail("workloads.%s.probes" % name, "must be a list of health checks (http, tcp, container, systemd, command)")
     for index, probe in enumerate(probes):
-        where = "workloads.%s.probes[%d]" % (name, index)
-        if not isinstance(probe, dict) or "type" not in probe:
-            _fail(where, "must be a mapping with a type")
-        check = dict(probe)
-        check["name"] = "%s-%s" % (name, probe.get("name", "probe%d" % index))
-        try:  # the device's probe schema (type, keys, bounds), with the manifest's key path in the message
+        try:  # the device's probe schema (a mapping, type, keys, bounds), with the manifest's key path in the message
             validate_probe(probe, index, "workloads.%s.probes" % name, named=False)
         except ProbeError as exc:
             raise WorkloadError(str(exc))
-        checks.append(check)
+        checks.append(dict(probe, name="%s-%s" % (name, probe.get("name", "probe%d" % index))))
     return checks
 
 
@@ -382,15 +377,14 @@ def published_images(targets, manifest=None):
     for target in targets or []:
         if manifest is not None:
             registry = target.get("registry") or manifest.get("registry")
-            workloads = manifest.get("workloads") or {}
-            refs = dict((name, "%s/%s@%s" % (registry, spec["image"], spec["digest"])) for name, spec in workloads.items())
+            images = [(name, (registry, spec["image"], spec["digest"]))
+                      for name, spec in (manifest.get("workloads") or {}).items()]
         else:
-            refs = target.get("images") or {}
-        for workload in sorted(refs):
-            registry, repository, digest = _split_reference(refs[workload])
-            seen.setdefault((registry, repository, digest), (workload, target["device"]))
-    return [{"registry": key[0], "repository": key[1], "digest": key[2], "workload": first[0], "device": first[1]}
-            for key, first in sorted(seen.items())]
+            images = [(name, _split_reference(ref)) for name, ref in (target.get("images") or {}).items()]
+        for workload, image in sorted(images):
+            seen.setdefault(image, (workload, target["device"]))
+    return [{"registry": image[0], "repository": image[1], "digest": image[2], "workload": first[0], "device": first[1]}
+            for image, first in sorted(seen.items())]
 
 
 def secret_owners(manifest):

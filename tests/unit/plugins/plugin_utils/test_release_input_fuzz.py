@@ -14,11 +14,10 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import copy
-import datetime
 import os
 
 import yaml
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from ansible.errors import AnsibleFilterError
@@ -30,7 +29,7 @@ from ansible_collections.edgeops.fleet.plugins.module_utils._generations.release
 from ansible_collections.edgeops.fleet.plugins.plugin_utils._firewall import FirewallConfigError, firewall_spec
 from ansible_collections.edgeops.fleet.plugins.plugin_utils._yaml_input import (
     YAMLInputError, expect_mapping, load_yaml)
-from conftest import in_ci
+from fuzzing import data, fuzz_settings, mutate_bytes, mutate_data
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))))
 with open(os.path.join(REPO, "samples", "releases", "demo-1.0.0.yml"), "rb") as _handle:
@@ -42,44 +41,7 @@ with open(os.path.join(REPO, "roles", "firewall", "meta", "argument_specs.yml"))
 SOURCE = "releases/demo.yml"
 
 # Few examples (the unit step runs before the labs start: every second here is a second of the suite).
-FUZZ = settings(max_examples=40, deadline=datetime.timedelta(seconds=2), derandomize=in_ci(), database=None,
-                suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
-
-scalars = st.one_of(st.none(), st.booleans(), st.integers(), st.floats(allow_nan=False), st.text(max_size=20),
-                    st.sampled_from(["", "0", "1", "yes", "256m", "1.5", "-1", "10s", "http://127.0.0.1:8080/",
-                                     "127.0.0.1", "10.0.0.0/8", "fd00::/64", "site", "any", "tcp", "CMD"]))
-keys = st.one_of(st.text(max_size=12), st.integers(), st.booleans(), st.none())
-data = st.recursive(
-    scalars, lambda children: st.one_of(st.lists(children, max_size=5), st.dictionaries(keys, children, max_size=5)),
-    max_leaves=30)
-
-
-def paths(value, prefix=()):
-    yield prefix
-    if isinstance(value, dict):
-        for key, item in value.items():
-            yield from paths(item, prefix + (key,))
-    elif isinstance(value, list):
-        for index, item in enumerate(value):
-            yield from paths(item, prefix + (index,))
-
-
-def mutate(draw, value, steps):
-    """Replace the values at a few random paths of the data (or rename a key), as a careless edit would."""
-    for _step in range(steps):
-        path = draw.draw(st.sampled_from(sorted(paths(value), key=repr)), label="path")
-        replacement = draw.draw(data, label="value")
-        if not path:
-            value = replacement
-            continue
-        parent = value
-        for part in path[:-1]:
-            parent = parent[part]
-        if isinstance(parent, dict) and draw.draw(st.booleans(), label="rename the key"):
-            parent[replacement if isinstance(replacement, (str, int, type(None))) else "x"] = parent.pop(path[-1])
-        else:
-            parent[path[-1]] = replacement
-    return value
+FUZZ = fuzz_settings(40)
 
 
 def check_release(manifest):
@@ -97,22 +59,8 @@ def check_release(manifest):
 @FUZZ
 @given(st.data())
 def test_mutations_of_a_release_manifest_file(draw):
-    raw = MANIFEST_FILE
-    for _step in range(draw.draw(st.integers(1, 3), label="mutations")):
-        at = draw.draw(st.integers(0, len(raw)), label="at")
-        kind = draw.draw(st.sampled_from(["insert", "delete", "replace", "duplicate line"]), label="kind")
-        if kind == "insert":
-            pieces = [b"\n", b": ", b"- ", b"&a ", b"*a", b"[", b"{", b"\t", b"\xff", b"  ", b"probes: x\n"]
-            raw = raw[:at] + draw.draw(st.sampled_from(pieces), label="text") + raw[at:]
-        elif kind == "delete":
-            raw = raw[:at] + raw[at + draw.draw(st.integers(1, 40), label="length"):]
-        elif kind == "replace":
-            raw = raw[:at] + draw.draw(st.binary(min_size=1, max_size=3), label="bytes") + raw[at + 1:]
-        else:
-            start = raw.rfind(b"\n", 0, at) + 1
-            end = raw.find(b"\n", at)
-            line = raw[start:end + 1 if end >= 0 else len(raw)]
-            raw = raw[:start] + line + line + raw[start + len(line):]
+    pieces = [b"\n", b": ", b"- ", b"&a ", b"*a", b"[", b"{", b"\t", b"\xff", b"  ", b"probes: x\n"]
+    raw = mutate_bytes(draw, MANIFEST_FILE, st.sampled_from(pieces), most=3)
     try:
         value, _foreign = load_yaml(raw, SOURCE)
         manifest = expect_mapping(value, SOURCE)
@@ -128,7 +76,7 @@ def test_mutations_of_release_manifest_data(draw):
     manifest = yaml.safe_load(MANIFEST_FILE)
     for workload in manifest["workloads"].values():
         workload["digest"] = "sha256:" + "ab" * 32
-    manifest = mutate(draw, manifest, draw.draw(st.integers(1, 3), label="mutations"))
+    manifest = mutate_data(draw, manifest)
     before = copy.deepcopy(manifest)
     check_release(manifest)
     assert manifest == before  # the check never changes its input
