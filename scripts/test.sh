@@ -213,6 +213,13 @@ printf 'info\tstarted\t\t%s\t\t%s\n' "$(date -u '+%Y-%m-%dT%H:%M:%SZ')" \
 [ "${#only[@]}" -eq 0 ] || printf 'selection\tEDGEOPS_SUITE_ONLY\t\t%s\t\t\n' "${only_names[*]}" >>"$timings"
 selected() { [ "${#only[@]}" -eq 0 ] || [ -n "${only[${1%%=*}]:-}" ]; }
 
+failure_lines() {  # failure_lines <log>: numbered failure lines, without those Ansible then marked "...ignoring"
+  # (tests that expect a refusal use ignore_errors: their failures are not why a step failed)
+  awk '/^(fatal|failed):|FAILED!|^E  |^ERROR|CRITICAL|Traceback|\[ERROR\]/ { keep[++n] = NR ":" $0; next }
+       /^\.\.\.ignoring/ { if (n > 0) delete keep[n--] }
+       END { for (i = 1; i <= n; i++) print keep[i] }' "$1"
+}
+
 finish() {  # the table, the failed steps and the count; exits 0 when every step passed
   local end compare=()
   now_cs end
@@ -231,10 +238,14 @@ finish() {  # the table, the failed steps and the count; exits 0 when every step
   local name
   for name in "${failed_steps[@]}"; do
     [ -f "$run_dir/logs/$name.log" ] || continue
-    printf '\n---- why %s failed (first fatal/failed lines and the last lines of %s) ----\n' "$name" \
+    printf '\n---- why %s failed (its last failures not ignored, and the last lines of %s) ----\n' "$name" \
       "${run_dir#"$repo"/}/logs/$name.log"
-    grep -n -m 6 -E '^(fatal|failed):|FAILED!|^E  |^ERROR|CRITICAL|Traceback|Error while|\[ERROR\]' \
-      "$run_dir/logs/$name.log" | cut -c1-400
+    failure_lines "$run_dir/logs/$name.log" | tail -n 8 | cut -c1-400
+    local last
+    # (the last of Ansible's or pytest's own lines: molecule's closing ERROR lines only repeat the exit code)
+    last=$(failure_lines "$run_dir/logs/$name.log" | grep -vE '^[0-9]+:(ERROR|CRITICAL) ' | tail -n 1 | cut -d: -f1)
+    [ -z "$last" ] || { printf -- '-- around line %s --\n' "$last"
+      sed -n "$((last > 4 ? last - 4 : 1)),$((last + 16))p" "$run_dir/logs/$name.log" | cut -c1-400; }
     echo '...'
     tail -n 12 "$run_dir/logs/$name.log" | cut -c1-400
   done

@@ -24,7 +24,7 @@ import pytest
 from conftest import LAB_PACKAGES, ansible
 
 LAB = "edgeops-powertest"
-# Clear of every other lab the suite runs side by side (the 20-device lab's site02 takes 43100-43199).
+# Clear of every other lab the suite runs side by side (the two-site lab's site02 takes 43100-43199).
 PORT_BASE = "43800"
 DEVICE = LAB + "-site01-dev01"
 TRIALS = int(os.environ.get("EDGEOPS_POWER_LOSS_TRIALS", "20"))

@@ -1,6 +1,11 @@
 # -*- coding: utf-8 -*-
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""A 20-device lab over two sites, a resize, and bad input refused before anything starts."""
+"""A lab over two sites, a resize, and bad input refused before anything starts.
+
+Ten devices and two hubs: enough for two sites, their groups and a resize that removes hosts, networks and
+volumes. It was 20 devices; booting 22 systemd containers took 290 s of the suite on 2 CPUs beside the other labs
+and slowed them all, and proved nothing about the lab that 12 do not (fleet scale is benchmarks/, not this test).
+"""
 
 from __future__ import absolute_import, division, print_function
 
@@ -22,17 +27,17 @@ def lab_vars(tmp_path):
     assert docker_names("container", LAB) == []
 
 
-def test_twenty_devices_on_two_sites_then_shrink(lab_vars):
+def test_ten_devices_on_two_sites_then_shrink(lab_vars):
     names, inventory = lab_vars
     up = ansible("ansible-playbook", "playbooks/lab/up.yml", *names,
-                 "-e", "lab_sites=2", "-e", "lab_devices_per_site=10")
+                 "-e", "lab_sites=2", "-e", "lab_devices_per_site=5")
     assert up.rc == 0, up.out
     data = inventory_hosts(inventory)
-    assert len(data["edge_devices"]["hosts"]) == 20
-    assert len(data["site02"]["hosts"]) == 11
+    assert len(data["edge_devices"]["hosts"]) == 10
+    assert len(data["site02"]["hosts"]) == 6
     ping = ansible("ansible", "-i", inventory, "all", "-m", "ansible.builtin.ping")
     assert ping.rc == 0, ping.out
-    assert ping.out.count("SUCCESS") == 22
+    assert ping.out.count("SUCCESS") == 12
 
     shrink = ansible("ansible-playbook", "playbooks/lab/up.yml", *names,
                      "-e", "lab_sites=1", "-e", "lab_devices_per_site=2")
