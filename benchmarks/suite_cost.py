@@ -92,7 +92,7 @@ def load(run_dir):
     if not os.path.isfile(path):
         raise IOError("%s: no timings.tsv (run scripts/test.sh first)" % run_dir)
     run = dict(dir=run_dir, steps=[], streams=[], parallel=None, total=None, info={}, selection=None, cases=[],
-               junit_errors=[])
+               junit_errors=[], cpu={})
     for row in read_timings(path):
         kind = row["kind"]
         if kind == "step":
@@ -107,6 +107,8 @@ def load(run_dir):
             run["info"][row["name"]] = (row["result"], row["command"])
         elif kind == "selection":
             run["selection"] = row["result"]
+        elif kind == "cpu":
+            run["cpu"][row["name"]] = row["seconds"]
     junit_dir = os.path.join(run_dir, "junit")
     junit_steps = set()
     if os.path.isdir(junit_dir):
@@ -197,12 +199,14 @@ def report(run, other=None):
 
     # Steps (a molecule scenario is a step of its own), biggest first.
     before = dict((row["name"], row["seconds"]) for row in other["steps"]) if compare else {}
-    table = Table("\nSteps, biggest first (share: of the whole run's wall time):",
-                  ["step"] + time_cols + ["share", "result", "stream", "what"],
-                  [False] + [True] * len(time_cols) + [True, False, True, False])
+    table = Table("\nSteps, biggest first (share: of the whole run's wall time; ctl CPU: CPU-seconds of the step's own "
+                  "processes on the controller, not of the lab containers):",
+                  ["step"] + time_cols + ["share", "ctl CPU", "result", "stream", "what"],
+                  [False] + [True] * len(time_cols) + [True, True, False, True, False])
     for row in sorted(run["steps"], key=lambda r: -(r["seconds"] or 0)):
         table.add(row["name"], *(times(row["seconds"], before.get(row["name"])) + [
-            share(row["seconds"]), row["result"], row["stream"] if row["stream"] not in ("", "0") else "-", what(row)]))
+            share(row["seconds"]), fmt_seconds(run["cpu"].get(row["name"])), row["result"],
+            row["stream"] if row["stream"] not in ("", "0") else "-", what(row)]))
     out.extend(table.lines())
 
     # Pytest modules, biggest first; and each pytest step's time outside its testcases (start-up, collection).

@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 """Where the suite's CPU goes: the lab devices' side (per lab), the workloads nested in them, and the rest (the
 controller: ansible-playbook, molecule, pytest, linters; and the host's Docker Engine), sampled while it runs.
@@ -88,25 +87,28 @@ def group_of(name):
 
 
 def report(path):
-    first, last = {}, {}
+    # A container's counter restarts at 0 when it restarts (a power-loss trial kills and starts it: a new cgroup), so
+    # the usage is the sum of the increases between samples, and a value below the one before counts whole.
+    last, used = {}, collections.Counter()
     times = []
     with open(path) as handle:
         for line in handle:
             if line.startswith("#"):
                 continue
             stamp, kind, name, seconds = line.rstrip("\n").split("\t")
-            key = (kind, name)
-            first.setdefault(key, float(seconds))
-            last[key] = float(seconds)
+            key, value = (kind, name), float(seconds)
+            if key in last:
+                used[key] += value - last[key] if value >= last[key] else value
+            last[key] = value
             times.append(float(stamp))
     if not times:
         sys.exit("%s: no samples" % path)
     wall = max(times) - min(times)
-    busy = last[("host", "busy")] - first[("host", "busy")]
+    busy = used[("host", "busy")]
     groups = collections.Counter()
     for key in last:
         if key[0] == "cgroup":
-            groups[group_of(key[1])] += last[key] - first[key]
+            groups[group_of(key[1])] += used[key]
     inside = sum(groups.values())
     print("%d s sampled; host busy %.0f CPU-s (%.0f%% of %d CPUs)" % (wall, busy, 100 * busy / max(wall, 1) /
                                                                       os.cpu_count(), os.cpu_count()))
@@ -119,7 +121,7 @@ def report(path):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n", maxsplit=1)[0])
     parser.add_argument("--out", help="sample into this file until stopped")
     parser.add_argument("--interval", type=float, default=5.0)
     parser.add_argument("--report", help="summarise a sample file")

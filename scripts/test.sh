@@ -147,6 +147,15 @@ now_cs() {  # now_cs <variable>: sets it to the monotonic time in centiseconds
   read -r up _rest </proc/uptime
   printf -v "$1" '%d' "$((10#${up%.*} * 100 + 10#${up#*.}))"
 }
+children_cpu_cs() {  # children_cpu_cs <variable>: CPU time of this shell's ended children (and theirs), centiseconds
+  # (fields 16 and 17 of /proc/<pid>/stat, cutime and cstime: an entry's pytest, ansible-playbook, its workers and
+  # ssh, molecule, linters; not what runs in the lab containers or in the Docker daemon on its behalf)
+  local stat fields
+  read -r stat </proc/$BASHPID/stat
+  read -ra fields <<<"${stat##*) }"
+  printf -v "$1" '%d' "$(((fields[13] + fields[14]) * 100 / clk_tck))"
+}
+clk_tck=$(getconf CLK_TCK 2>/dev/null || echo 100)
 fmt_cs() { printf '%d.%02d' "$(($1 / 100))" "$(($1 % 100))"; }
 split_words() {  # split_words <array variable> <text>: the words of the text (spaces, tabs, newlines)
   local -n _words=$1
@@ -257,12 +266,13 @@ finish() {  # the table, the failed steps and the count; exits 0 when every step
 }
 
 step() {  # step <entry> [stream]: one entry on its own, output shown as it comes and kept in the run dir
-  local name=${1%%=*} start end rc
+  local name=${1%%=*} start end rc c0 c1
   printf '\n======== %s ========\n' "$name"
-  now_cs start
+  now_cs start; children_cpu_cs c0
   run_entry "$1" 2>&1 | tee "$run_dir/logs/$name.log"
   rc=${PIPESTATUS[0]}
-  now_cs end
+  now_cs end; children_cpu_cs c1
+  printf 'cpu\t%s\t%s\tcontroller CPU-seconds\t%s\t\n' "$name" "$(fmt_cs $((c1 - c0)))" "${2:-0}" >>"$timings"
   record "$name" "$rc" $((end - start)) "${2:-0}" "${1#*=}"
 }
 
@@ -304,9 +314,11 @@ run_streams() {  # run_streams <array name>...
         selected "$entry" || continue
         local t0 t1
         n=$((n + 1)); rc=0
-        now_cs t0
+        local c0 c1
+        now_cs t0; children_cpu_cs c0
         run_entry "$entry" >"$run_dir/logs/${entry%%=*}.log" 2>&1 </dev/null || rc=$?
-        now_cs t1
+        now_cs t1; children_cpu_cs c1
+        printf 'cpu\t%s\t%s\tcontroller CPU-seconds\t%d\t\n' "${entry%%=*}" "$(fmt_cs $((c1 - c0)))" "$k" >>"$timings"
         echo "$rc $((t1 - t0))" >"$status/$k.$n"
         printf '  (stream %d) %s: %s (%ss)\n' "$k" "${entry%%=*}" "$([ "$rc" -eq 0 ] && echo PASSED || echo FAILED)" \
           "$(fmt_cs $((t1 - t0)))"
