@@ -249,10 +249,11 @@ finish() {  # the table, the failed steps and the count; exits 0 when every step
     [ -f "$run_dir/logs/$name.log" ] || continue
     printf '\n---- why %s failed (its last failures not ignored, and the last lines of %s) ----\n' "$name" \
       "${run_dir#"$repo"/}/logs/$name.log"
-    failure_lines "$run_dir/logs/$name.log" | tail -n 8 | cut -c1-400
-    local last
+    local failures last
+    failures=$(failure_lines "$run_dir/logs/$name.log")
+    printf '%s\n' "$failures" | tail -n 8 | cut -c1-400
     # (the last of Ansible's or pytest's own lines: molecule's closing ERROR lines only repeat the exit code)
-    last=$(failure_lines "$run_dir/logs/$name.log" | grep -vE '^[0-9]+:(ERROR|CRITICAL) ' | tail -n 1 | cut -d: -f1)
+    last=$(printf '%s\n' "$failures" | grep -vE '^[0-9]+:(ERROR|CRITICAL) ' | tail -n 1 | cut -d: -f1)
     [ -z "$last" ] || { printf -- '-- around line %s --\n' "$last"
       sed -n "$((last > 4 ? last - 4 : 1)),$((last + 16))p" "$run_dir/logs/$name.log" | cut -c1-400; }
     echo '...'
