@@ -12,7 +12,8 @@ variables (group variables on the same groups, waves precomputed), then measures
   (b) `ansible-inventory --list` (or `--list --export` with --export), wall time of the whole command:
       process start-up, parse, and the JSON output of every host's variables.
 
-Medians over --rounds. With --profile, cProfile of (a) for the plugin at the largest size (top functions).
+"fleet" is the plugin reading its file, "cached" the plugin with cache: true (jsonfile, filled by one load first:
+the parse and checks skipped), "static" the YAML inventory; ratio = fleet / static. Medians over --rounds. With --profile, cProfile of (a) for the plugin at the largest size (top functions).
 """
 
 from __future__ import absolute_import, division, print_function
@@ -140,12 +141,13 @@ def main():
         load = float("nan")
     print("median of %d rounds; %d CPUs, load average %.2f at start (a loaded machine inflates wall times)"
           % (args.rounds, os.cpu_count() or 0, load))
-    header = "%8s | %-29s | %-29s | %s" % (
+    header = "%8s | %-30s | %-30s | %s" % (
         "devices", "(a) InventoryManager, wall s", "(a) InventoryManager, CPU s",
         "(b) ansible-inventory --list%s, wall s" % (" --export" if args.export else ""))
     print(header)
-    print("%8s | %9s %9s %9s | %9s %9s %9s | %8s %8s %8s" % (
-        "", "fleet", "static", "ratio", "fleet", "static", "ratio", "fleet", "static", "ratio"))
+    print("%8s | %7s %7s %7s %6s | %7s %7s %7s %6s | %7s %7s %7s %6s" % (
+        "", "fleet", "cached", "static", "ratio", "fleet", "cached", "static", "ratio", "fleet", "cached", "static",
+        "ratio"))
     try:
         run(args, tool, work)
     finally:
@@ -165,14 +167,23 @@ def run(args, tool, work):
         static_source = os.path.join(directory, "static.yml")
         with open(static_source, "w") as handle:
             yaml.safe_dump(make_static(fleet), handle)
+        cached_source = os.path.join(directory, "cached.fleet.yml")
+        with open(cached_source, "w") as handle:
+            handle.write("plugin: edgeops.fleet.fleet\nfleet_file: fleet.yml\ncache: true\n"
+                         "cache_plugin: ansible.builtin.jsonfile\ncache_connection: %s\n"
+                         % os.path.join(directory, "cache"))
+        in_process(cached_source, 1)  # fills the cache
         plugin_wall, plugin_cpu = in_process(plugin_source, args.rounds)
+        cached_wall, cached_cpu = in_process(cached_source, args.rounds)
         static_wall, static_cpu = in_process(static_source, args.rounds)
-        row = "%8d | %9.2f %9.2f %9.2f | %9.2f %9.2f %9.2f" % (
-            count, plugin_wall, static_wall, plugin_wall / static_wall, plugin_cpu, static_cpu, plugin_cpu / static_cpu)
+        row = "%8d | %7.2f %7.2f %7.2f %6.2f | %7.2f %7.2f %7.2f %6.2f" % (
+            count, plugin_wall, cached_wall, static_wall, plugin_wall / static_wall,
+            plugin_cpu, cached_cpu, static_cpu, plugin_cpu / static_cpu)
         if not args.no_cli:
             plugin_cli = cli(tool, plugin_source, args.rounds, args.export)
+            cached_cli = cli(tool, cached_source, args.rounds, args.export)
             static_cli = cli(tool, static_source, args.rounds, args.export)
-            row += " | %8.2f %8.2f %8.2f" % (plugin_cli, static_cli, plugin_cli / static_cli)
+            row += " | %7.2f %7.2f %7.2f %6.2f" % (plugin_cli, cached_cli, static_cli, plugin_cli / static_cli)
         print(row, flush=True)
     if args.profile:
         print("\ncProfile, InventoryManager construction, fleet plugin, %d devices:" % args.devices[-1])

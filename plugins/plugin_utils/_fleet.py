@@ -94,8 +94,8 @@ class _Checker(object):
     def mapping(self, value, key, allowed, required=()):
         if not isinstance(value, dict):
             self.fail(key, "a mapping", value)
-        unknown = sorted(str(k) for k in value if k not in allowed)
-        if unknown:
+        if not all(k in allowed for k in value):  # the common case first: a device has a handful of keys
+            unknown = sorted(str(k) for k in value if k not in allowed)
             self.fail("%s.%s" % (key, unknown[0]) if key else unknown[0],
                       "one of the keys %s (unknown keys are errors)" % ", ".join(allowed), show_got=False)
         for name in required:
@@ -246,6 +246,7 @@ def load_fleet(data, source="fleet file"):
         check.ssh_args(site["vars"], key + ".vars", bastion_of=name if site["bastion"] else None)
         sites[name] = site
     devices = {}
+    profiles_behind = set()  # (profile, site) whose ssh arguments were checked against the site's bastion
     if not isinstance(data["devices"], dict) or not data["devices"]:
         check.fail("devices", "a non-empty mapping of device name to its settings", data["devices"])
     for name, spec in check.named(data["devices"], "devices", "a non-empty mapping of device name to its settings"):
@@ -276,8 +277,9 @@ def load_fleet(data, source="fleet file"):
         if bastion:
             # The ProxyJump is added to the device's ssh arguments, wherever they come from.
             check.ssh_args(devices[name]["vars"], key + ".vars", bastion_of=site)
-            if profile:
+            if profile and (profile, site) not in profiles_behind:
                 check.ssh_args(profiles[profile]["vars"], "profiles.%s.vars" % profile, bastion_of=site)
+                profiles_behind.add((profile, site))
     check_references(sites, devices, check)
     return {"profiles": profiles, "sites": sites, "devices": devices,
             "rollout": load_rollout_policy(data.get("rollout"), source=source)}
@@ -339,8 +341,8 @@ def load_rollout_policy(data, source="fleet file", base=None):
     check = _Checker(source)
     rollout = check.mapping({} if data is None else data, "rollout", ROLLOUT_KEYS)
     if base is not None and "waves" not in rollout:
-        parsed = [(str(kind), value) for kind, value in base["waves"]]
         plan = list(base["wave_plan"])
+        parsed = parse_waves(plan, check, key="rollout.wave_plan")
     else:
         waves = rollout.get("waves", DEFAULT_WAVES)
         parsed = parse_waves(list(waves) if isinstance(waves, (list, tuple)) else waves, check)
@@ -385,9 +387,10 @@ def load_rollout_policy(data, source="fleet file", base=None):
 
 
 def policy_for_json(policy):
-    """The normalised policy with JSON types only (``waves`` as [kind, value] lists): what inventories publish."""
+    """The normalised policy with JSON types only, what inventories publish: the waves only as ``wave_plan`` (as
+    written), since every host carries this variable and the parsed form would double its size."""
     out = dict(policy)
-    out["waves"] = [[kind, value] for kind, value in policy["waves"]]
+    del out["waves"]
     out["wave_plan"] = list(policy["wave_plan"])
     return out
 

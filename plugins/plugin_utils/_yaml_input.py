@@ -223,6 +223,7 @@ def _build(raw, foreign_tags, track):
         copied = 0
         count = 0
         anchors = {}  # name -> (value, nodes, height)
+        resolved = {}  # plain scalar text -> its tag
         open_anchors = set()
         foreign = False
         root = _EMPTY
@@ -238,7 +239,13 @@ def _build(raw, foreign_tags, track):
                 count += 1
                 tag = event.tag
                 if tag is None or tag == "!":  # quoted: a string; plain: what the YAML 1.1 resolver says
-                    tag = resolve(ScalarNode, event.value, event.implicit) if event.implicit[0] else _STR
+                    if event.implicit[0]:
+                        # A plain scalar's tag depends on its text alone; keys and values repeat (site:, tags:).
+                        tag = resolved.get(event.value)
+                        if tag is None:
+                            tag = resolved[event.value] = resolve(ScalarNode, event.value, event.implicit)
+                    else:
+                        tag = _STR
                 if tag == _STR:
                     value = event.value
                 elif tag == _NULL:

@@ -28,7 +28,7 @@ FLEET = {
 }
 
 # FLEET's rollout policy as the plugin publishes it (edgeops_rollout): the waves as written, every default filled in.
-POLICY = {"waves": [["count", 1], ["share", 1.0]], "wave_plan": [1, "100%"], "canary_tag": "canary", "site_cap": 1.0,
+POLICY = {"wave_plan": [1, "100%"], "canary_tag": "canary", "site_cap": 1.0,
           "salt": "edgeops", "soak": 60, "failure_threshold": 10, "min_executed": 1, "unreachable": "fail",
           "rollback_switched": True, "confirm_timeout": 300, "environment": "production", "approval_waived": False}
 
@@ -91,7 +91,11 @@ def test_site_profile_wave_and_policy_variables_are_group_variables(tmp_path):
     assert policy == POLICY
     for name, hostvars in data["_meta"]["hostvars"].items():
         assert "edgeops_rollout" not in hostvars and "registry_address" not in hostvars, name
-        assert sorted(hostvars)[:2] == ["ansible_host", "ansible_port"], name
+        assert "ansible_host" in hostvars, name
+    # What most devices share is said once, on edge_devices; the one device on another port has its own.
+    assert plain(data["edge_devices"]["vars"])["ansible_port"] == 22
+    assert [name for name, hostvars in data["_meta"]["hostvars"].items() if "ansible_port" in hostvars] == [
+        "site02-dev01"]
 
 
 def test_effective_variables_are_the_reference_ones(tmp_path):
@@ -187,7 +191,7 @@ def test_awx_example_source(tmp_path):
     assert plain(data["berlin"]["vars"])["ansible_ssh_common_args"] == "-o ProxyJump=jump@203.0.113.10:22"
     assert "ansible_ssh_common_args" not in data["lyon"].get("vars", {})
     policy = plain(data["edge_devices"]["vars"])["edgeops_rollout"]
-    assert policy == {"waves": [["count", 1], ["share", 0.5], ["share", 1.0]], "wave_plan": [1, "50%", "100%"],
+    assert policy == {"wave_plan": [1, "50%", "100%"],
                       "canary_tag": "canary", "site_cap": 0.67, "salt": "awx-example", "soak": 120,
                       "failure_threshold": 20, "min_executed": 2, "unreachable": "pause", "rollback_switched": True,
                       "confirm_timeout": 300, "environment": "staging", "approval_waived": True}
@@ -206,3 +210,85 @@ def test_a_bad_fleet_file_stops_the_run_naming_file_and_key(tmp_path):
         del os.environ[env_failed[0]]
     assert run.rc != 0
     assert "fleet.yml: devices.site02-dev01.site: expected one of the sites (site01, site02), got 'site09'" in run.out
+
+
+def static_inventory(fleet):
+    """The same fleet written by hand as a static YAML inventory: every variable a host variable (as the plugin's first
+    version set them), the groups listed host by host. Independent of the plugin's layout."""
+    sites, profiles = fleet["sites"], fleet.get("profiles", {})
+    groups = {"edge_devices": {"hosts": {}}}
+    for name, device in sorted(fleet["devices"].items()):
+        site = sites[device["site"]]
+        profile = profiles.get(device.get("profile") or "", {})
+        hostvars = {"edgeops_rollout": POLICY}
+        hostvars.update(site.get("vars", {}))
+        hostvars.update(profile.get("vars", {}))
+        hostvars.update(edgeops_site=device["site"], edgeops_network=site.get("network", {}),
+                        edgeops_profile=device.get("profile"), edgeops_gpus=profile.get("gpus", 0),
+                        ansible_host=device["address"], ansible_port=device.get("port", 22),
+                        edgeops_tags=device.get("tags", []), edgeops_release=device.get("release"),
+                        edgeops_channel=device.get("channel"))
+        if site.get("registry"):
+            hostvars["registry_address"] = hostvars["workloads_registry"] = site["registry"]
+        if site.get("bastion"):
+            bastion = site["bastion"]
+            hostvars["ansible_ssh_common_args"] = "-o ProxyJump=%s@%s:22" % (bastion["user"], bastion["host"])
+        hostvars.update(device.get("vars", {}))
+        groups["edge_devices"]["hosts"][name] = hostvars
+        member_of = [device["site"]] + ["tag_%s" % t.replace("-", "_") for t in device.get("tags", [])]
+        if device.get("profile"):
+            member_of.append("profile_%s" % device["profile"].replace("-", "_"))
+        if device.get("channel"):
+            member_of.append("channel_%s" % device["channel"])
+        for group in member_of:
+            groups.setdefault(group, {"hosts": {}})["hosts"][name] = None
+    return {"all": {"children": groups}}
+
+
+def test_the_fleet_inventory_equals_the_same_fleet_written_by_hand(tmp_path):
+    """Host by host, ansible-inventory --list of the plugin and of a static inventory of the same fleet: the same
+    variables and the same groups (the plugin's wave groups and edgeops_wave aside: they are computed)."""
+    fleet = json.loads(json.dumps(FLEET))
+    fleet["devices"]["site01-dev02"]["vars"] = {"shared": "device"}
+    fleet["sites"]["site02"]["vars"] = {"shared": "site"}
+    static = tmp_path / "static.yml"
+    static.write_text(yaml.safe_dump(static_inventory(fleet)))
+    from_plugin = inventory("-i", write(tmp_path, fleet), "--list")
+    by_hand = inventory("-i", str(static), "--list")
+    for name in fleet["devices"]:
+        got = plain(from_plugin["_meta"]["hostvars"][name])
+        assert got.pop("edgeops_wave") in (0, 1)
+        for internal in ("inventory_file", "inventory_dir"):
+            got.pop(internal, None)
+        assert got == plain(by_hand["_meta"]["hostvars"][name]), name
+
+    def members(data):
+        return dict((group, sorted(entry.get("hosts", []))) for group, entry in data.items()
+                    if group not in ("_meta", "all", "ungrouped") and not group.startswith("wave_"))
+    assert members(from_plugin) == members(by_hand)
+
+
+def test_the_cache_serves_a_fleet_file_only_as_it_was_read(tmp_path):
+    """With cache: true the layout is kept under the fleet file's content: a changed file is read again, an
+    unchanged one comes from the cache (proved by editing the cached copy). Vaulted files: never cached (unit tests)."""
+    config = write(tmp_path, FLEET)
+    cache_dir = tmp_path / "cache"
+    with open(config, "a") as handle:
+        handle.write("cache: true\ncache_plugin: ansible.builtin.jsonfile\ncache_connection: %s\n" % cache_dir)
+    assert sorted(inventory("-i", config, "--list")["edge_devices"]["hosts"]) == sorted(FLEET["devices"])
+    cached = list(cache_dir.iterdir())
+    assert len(cached) == 1
+    # Served from the cache: a value changed in the cached copy shows (nothing in the file says so).
+    text = cached[0].read_text()
+    assert "10.2.0.11" in text
+    cached[0].write_text(text.replace("10.2.0.11", "10.2.0.77"))
+    hostvars = plain(inventory("-i", config, "--list")["_meta"]["hostvars"])
+    assert hostvars["site02-dev01"]["ansible_host"] == "10.2.0.77"
+    # The file changes: read again (the new device is there, the edited cache entry is not used).
+    fleet = json.loads(json.dumps(FLEET))
+    fleet["devices"]["site02-dev02"] = {"site": "site02", "address": "10.2.0.12"}
+    (tmp_path / "fleet.yml").write_text(yaml.safe_dump(fleet))
+    data = inventory("-i", config, "--list")
+    assert sorted(data["site02"]["hosts"]) == ["site02-dev01", "site02-dev02"]
+    assert plain(data["_meta"]["hostvars"])["site02-dev01"]["ansible_host"] == "10.2.0.11"
+    assert len(list(cache_dir.iterdir())) == 2

@@ -109,11 +109,23 @@ def test_layout_puts_shared_variables_on_groups():
         "timezone": "UTC", "edgeops_site": "site01", "edgeops_network": {}, "registry_address": "site01-hub:5000",
         "workloads_registry": "site01-hub:5000", "ansible_ssh_common_args": "-o ProxyJump=10.1.0.1:22"}
     assert layout["groups"]["profile_nuc_gpu"] == {"edgeops_profile": "nuc-gpu", "edgeops_gpus": 1}
-    assert layout["groups"]["edge_devices"] == {"edgeops_rollout": policy_for_json(loaded["rollout"])}
+    assert layout["groups"]["edge_devices"] == {
+        "edgeops_rollout": policy_for_json(loaded["rollout"]), "ansible_port": 22, "edgeops_channel": None,
+        "edgeops_release": None, "edgeops_tags": ["line-a"]}
     assert layout["groups"]["wave_0"] == {"edgeops_wave": 0}
     assert layout["groups"]["tag_line_a"] == {}
-    assert sorted(layout["hosts"]["site01-dev01"]["vars"]) == [
-        "ansible_host", "ansible_port", "edgeops_channel", "edgeops_release", "edgeops_tags"]
+    assert layout["hosts"]["site01-dev02"]["vars"] == {"ansible_host": "10.1.0.12"}
+
+
+def test_a_device_that_differs_from_the_most_common_value_has_its_own():
+    data = sample_fleet(devices_per_site=3, sites=1)
+    data["devices"]["site01-dev02"].update(tags=[], port=2222, channel="beta", release="r2")
+    loaded = load_fleet(data)
+    layout = inventory_layout(loaded, assign_waves(loaded))
+    assert layout["hosts"]["site01-dev02"]["vars"] == {
+        "ansible_host": "10.1.0.12", "edgeops_tags": [], "ansible_port": 2222, "edgeops_channel": "beta",
+        "edgeops_release": "r2"}
+    assert layout["hosts"]["site01-dev01"]["vars"] == {"ansible_host": "10.1.0.11"}
 
 
 def ssh_fleet():
@@ -176,7 +188,7 @@ FLEET_TEXT = "sites:\n  s1: {}\ndevices:\n  d1:\n    site: s1\n    address: 10.0
 def test_the_plugin_reads_plain_yaml_itself(tmp_path):
     path = tmp_path / "fleet.yml"
     path.write_text(FLEET_TEXT)
-    assert reader()._read_fleet_file(str(path)) == yaml.safe_load(FLEET_TEXT)
+    assert reader()._read_fleet_file(str(path)) == (yaml.safe_load(FLEET_TEXT), True)  # may be cached
 
 
 def test_a_duplicate_key_is_refused_naming_both_lines(tmp_path):
@@ -192,7 +204,8 @@ def test_a_duplicate_key_is_refused_naming_both_lines(tmp_path):
 def test_ansible_tags_go_through_ansibles_loader_after_the_same_checks(tmp_path):
     path = tmp_path / "fleet.yml"
     path.write_text(FLEET_TEXT.replace("address: 10.0.0.1", "address: !unsafe 10.0.0.1"))
-    assert reader()._read_fleet_file(str(path))["devices"]["d1"]["address"] == "10.0.0.1"
+    data, cacheable = reader()._read_fleet_file(str(path))
+    assert data["devices"]["d1"]["address"] == "10.0.0.1" and not cacheable  # a !vault value would be in the clear
     bomb = ['l0: &l0 ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]']
     bomb += ["l%d: &l%d [%s]" % (n, n, ", ".join(["*l%d" % (n - 1)] * 9)) for n in range(1, 10)]
     path.write_text(FLEET_TEXT.replace("address: 10.0.0.1", "address: !unsafe 10.0.0.1\n    vars:\n      " +
@@ -206,7 +219,7 @@ def test_a_vaulted_fleet_file_is_decrypted_then_checked(tmp_path):
     path = tmp_path / "fleet.yml"
     vault = VaultLib([("default", VaultSecret(b"pw"))])
     path.write_bytes(vault.encrypt(FLEET_TEXT))
-    assert reader(b"pw")._read_fleet_file(str(path)) == yaml.safe_load(FLEET_TEXT)
+    assert reader(b"pw")._read_fleet_file(str(path)) == (yaml.safe_load(FLEET_TEXT), False)  # never cached
     path.write_bytes(vault.encrypt(FLEET_TEXT + "sites: {}\n"))
     with pytest.raises(YAMLInputError) as err:
         reader(b"pw")._read_fleet_file(str(path))
