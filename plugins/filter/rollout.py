@@ -81,6 +81,45 @@ def rollout_plan(hosts, hostvars, policy, release):
                       for (site, registry), name in sorted(sites.items())]}
 
 
+def rollout_schedule(plan, staged, batch_size):
+    """The wave play's schedule: the staged devices in the order they switch and the batches they switch in.
+
+    Each wave is cut into batches of at most ``batch_size`` devices, spread over the sites (round robin, sites and
+    devices by name) so that a bad batch does not take one site down. Returns ``{hosts: [...] in switching order,
+    sizes: [batch sizes] for the play's serial, steps: [{wave, batch, batches, devices}]}``; a play with these
+    ``hosts`` and ``serial`` runs one step per batch and only its devices' tasks.
+    """
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise AnsibleFilterError("rollout_batch_size: expected a number of devices >= 1, got %r" % (batch_size,))
+    staged = set(staged or [])
+    devices = plan["devices"]
+    hosts, sizes, steps = [], [], []
+    for wave in plan["waves"]:
+        by_site = {}
+        for name in sorted(n for n, d in devices.items() if d["wave"] == wave and not d["pinned"] and n in staged):
+            by_site.setdefault(devices[name]["site"], []).append(name)
+        spread = []
+        queues = [by_site[site] for site in sorted(by_site)]
+        for index in range(max([len(q) for q in queues] or [0])):
+            spread.extend(q[index] for q in queues if index < len(q))
+        count = (len(spread) + batch_size - 1) // batch_size
+        for index in range(count):
+            batch = spread[index * batch_size:(index + 1) * batch_size]
+            hosts.extend(batch)
+            sizes.append(len(batch))
+            steps.append({"wave": wave, "batch": index + 1, "batches": count, "devices": batch})
+    return {"hosts": hosts, "sizes": sizes, "steps": steps}
+
+
+def rollout_step(schedule, batch):
+    """The schedule's step of a serial batch (``ansible_play_batch``: any of its devices still in the play)."""
+    members = set(batch or [])
+    for step in schedule["steps"]:
+        if members & set(step["devices"]):
+            return step
+    raise AnsibleFilterError("rollout schedule: no step has the devices %s" % ", ".join(sorted(members)[:5]))
+
+
 def rollout_wave_size(wave, plan):
     return sum(1 for d in plan["devices"].values() if d["wave"] == wave and not d["pinned"])
 
@@ -114,4 +153,5 @@ class FilterModule(object):
 
     def filters(self):
         return {"rollout_policy": rollout_policy, "rollout_plan": rollout_plan, "rollout_collect": rollout_collect,
-                "rollout_wave_line": rollout_wave_line, "rollout_wave_size": rollout_wave_size}
+                "rollout_wave_line": rollout_wave_line, "rollout_wave_size": rollout_wave_size,
+                "rollout_schedule": rollout_schedule, "rollout_step": rollout_step}

@@ -189,8 +189,9 @@ def record_stage(record, results, now):
     return record
 
 
-def record_wave(record, wave, results, started, now):
-    """Merge a wave's outcomes: {device: {outcome: confirmed|failed|unreachable, reason, rolled_back}}."""
+def record_wave(record, wave, results, started, now, batch=None):
+    """Merge a wave's (or one batch of it: ``batch`` like "2/5") outcomes: {device: {outcome:
+    confirmed|failed|unreachable, reason, rolled_back}}. The budget decides after each."""
     names = sorted(results)
     for name in names:
         res = results[name]
@@ -209,8 +210,11 @@ def record_wave(record, wave, results, started, now):
     decision, reason = decide(record, wave, names)
     counts = dict((o, sum(1 for n in names if record["devices"][n]["outcome"] == o))
                   for o in ("confirmed", "failed", "unreachable"))
-    record["waves"].append({"wave": wave, "devices": names, "started": started, "finished": now,
-                            "counts": counts, "decision": decision, "reason": reason})
+    entry = {"wave": wave, "devices": names, "started": started, "finished": now,
+             "counts": counts, "decision": decision, "reason": reason}
+    if batch:
+        entry["batch"] = str(batch)
+    record["waves"].append(entry)
     if decision != "continue":
         record["status"] = "aborted" if decision == "abort" else "paused"
         record["reason"] = reason
@@ -348,8 +352,9 @@ def summary(record):
     lines = ["rollout %s of release %s: %s%s" % (record["id"], record["release"], record["status"],
                                                  (" - " + record["reason"]) if record.get("reason") else "")]
     for wave in record["waves"][-20:]:
-        lines.append("  wave %d: %d device(s) %s, %s%s" % (
-            wave["wave"], len(wave["devices"]), _seconds(wave["started"], wave["finished"]),
+        batch = wave.get("batch") or ""
+        lines.append("  wave %d%s: %d device(s) %s, %s%s" % (
+            wave["wave"], (" batch " + batch) if batch and batch != "1/1" else "", len(wave["devices"]), _seconds(wave["started"], wave["finished"]),
             ", ".join("%s %d" % (k, v) for k, v in sorted(wave["counts"].items()) if v) or "nothing done",
             (" -> " + wave["decision"]) if wave["decision"] != "continue" else ""))
     rows = [("DEVICE", "SITE", "WAVE", "OUTCOME", "GENERATION", "REASON")]

@@ -83,8 +83,12 @@ options:
   wave:
     description: The wave number (O(step=wave)).
     type: int
+  batch:
+    description: Which batch of the wave (O(step=wave)), for example C(2/5); a wave larger than forks is recorded
+      batch by batch, and the failure budget decides after each.
+    type: str
   wave_started:
-    description: When the wave began (UTC, C(YYYY-MM-DDTHH:MM:SSZ)).
+    description: When the wave (or its batch) began (UTC, C(YYYY-MM-DDTHH:MM:SSZ)).
     type: str
 attributes:
   check_mode:
@@ -225,6 +229,7 @@ def main():
             devices=dict(type="dict"),
             results=dict(type="dict"),
             wave=dict(type="int"),
+            batch=dict(type="str"),
             wave_started=dict(type="str"),
         ),
         required_if=[("step", "approve", ["approver"]), ("step", "start", ["policy", "devices"]),
@@ -273,7 +278,7 @@ def main():
         elif p["step"] == "wave":
             results = ro.check_results(record, p["results"])
             result["decision"], result["reason"] = ro.record_wave(record, p["wave"], results, p["wave_started"] or now,
-                                                                  now)
+                                                                  now, batch=p["batch"])
         else:
             since = len(record["incidents"])
             if p["step"] == "finish":

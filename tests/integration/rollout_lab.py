@@ -37,7 +37,9 @@ CONFIRM_TIMEOUT = 300
 
 class RolloutLab(object):
     """One rollout lab: `name` prefixes its containers, `port_base` its published ports; `tags` (device -> extra
-    fleet tags) goes into the fleet file at the next write_fleet; `fresh` is true until a module switches a device."""
+    fleet tags) and `waves` (the fleet file's plan) go into the fleet file at the next write_fleet; `fresh` is true
+    until a module switches a device."""
+    waves = WAVES
 
     def __init__(self, tmp, name, port_base):
         self.tmp = tmp
@@ -123,7 +125,8 @@ class RolloutLab(object):
         fleet = {"version": 1,
                  "sites": {"site01": {"registry": "site01-hub:5000"}},
                  "devices": devices,
-                 "rollout": {"waves": WAVES, "salt": self.pick_salt(devices), "soak": 5,
+                 "rollout": {"waves": self.waves, "salt": self.pick_salt(devices) if self.waves == WAVES else "lab",
+                             "soak": 5,
                              "failure_threshold": 10, "min_executed": 1, "unreachable": "fail",
                              "confirm_timeout": CONFIRM_TIMEOUT, "environment": environment}}
         with open(os.path.join(self.tmp, "fleet.yml"), "w") as handle:

@@ -21,7 +21,7 @@ import time
 import pytest
 
 from conftest import REPO
-from rollout_lab import CANARY, DEVICES, waived
+from rollout_lab import CANARY, DEVICES, WAVES, waived
 
 AB_GROUP = ["site01-dev02", "site01-dev04"]
 # The cut-off test's own policy: the victim reverts CUT_CONFIRM_TIMEOUT s after its switch, which the test waits
@@ -103,13 +103,43 @@ def test_two_releases_live_at_once_on_different_tags(lab):
     assert sorted(lab.record("demo-1.1.0-ab")["devices"]) == AB_GROUP
 
 
-def test_the_upgrade_reaches_every_device(lab):
-    run = lab.rollout("demo-1.1.0", *waived())
+def test_a_rollout_refuses_batches_larger_than_forks_and_the_free_strategy(lab):
+    before = [lab.listing(device)["generations"] for device in DEVICES]
+    run = lab.rollout("demo-1.1.0", "-f", "2", "-e", "rollout_batch_size=3", *waived())
+    assert run.rc != 0 and "rollout_batch_size: expected a number of devices from 1 to forks (2), got 3" in run.out, \
+        run.out[-3000:]
+    os.environ["ANSIBLE_STRATEGY"] = "free"
+    try:
+        run = lab.rollout("demo-1.1.0", *waived())
+    finally:
+        del os.environ["ANSIBLE_STRATEGY"]
+    assert run.rc != 0 and "strategy free (ANSIBLE_STRATEGY or ansible.cfg [defaults] strategy)" in run.out, \
+        run.out[-3000:]
+    assert [lab.listing(device)["generations"] for device in DEVICES] == before  # refused before staging
+
+
+def test_the_upgrade_reaches_every_device_in_one_wave_four_times_forks(lab):
+    """One wave of all four devices with forks 1: it switches in four batches of one, one after the other (the
+    budget decides after each); before batches, a wave larger than forks was refused."""
+    lab.waves = ["100%"]
+    lab.write_fleet("lab")
+    try:
+        run = lab.rollout("demo-1.1.0", "-f", "1", *waived())
+    finally:
+        lab.waves = WAVES
+        lab.write_fleet("lab")
     assert run.rc == 0, run.out[-6000:]
     lab.assert_all_on("demo-1.1.0")
     record = lab.record("demo-1.1.0")
     # The A/B devices already ran it: switching them again changed nothing.
     assert all(record["devices"][d]["outcome"] == "confirmed" for d in DEVICES), record["devices"]
+    batches = [(w["wave"], w.get("batch"), len(w["devices"])) for w in record["waves"]]
+    assert batches == [(0, "1/4", 1), (0, "2/4", 1), (0, "3/4", 1), (0, "4/4", 1)], record["waves"]
+    assert sorted(d for w in record["waves"] for d in w["devices"]) == DEVICES
+    # One after the other: a batch starts after the previous one was judged.
+    for before, after in zip(record["waves"], record["waves"][1:]):
+        assert before["finished"] <= after["started"], record["waves"]
+    assert "wave 0, batch 4 of 4 (1 device(s)): {'confirmed': 1" in run.out, run.out[-3000:]
 
 
 def test_a_device_cut_off_mid_wave_reverts_by_itself_and_the_rollout_pauses_then_resumes(lab):

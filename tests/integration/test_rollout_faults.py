@@ -4,7 +4,7 @@
 
 Fault injection: four bad releases (crash, unhealthy after start, /predict 500, a firewall that blocks new SSH
 logins) each stop at the canary; a release that passes the canary but fails on part of a later wave is stopped by
-the fleet-wide failure budget. Every time, every device this rollout switched goes back to the release it ran
+the fleet-wide failure budget after that wave's first batch. Every time, every device this rollout switched goes back to the release it ran
 before, the incident is in the record and the alert in Alertmanager. The good path: test_rollout.py, which runs first
 on the same lab and leaves every device on the baseline; run alone, this module rolls the baseline out itself.
 """
@@ -102,22 +102,23 @@ def test_a_release_failing_on_part_of_a_later_wave_is_stopped_by_the_failure_bud
              "retries": 2, "interval": 1})
     release = "demo-1.1.1-sensor"
     lab.derive(BASELINE, release, needs_the_sensor)
-    # The fleet file's budget: more than 10 % of the executed devices failed (after at least 1) aborts.
-    run = lab.rollout(release, *waived())
+    # The fleet file's budget: more than 10 % of the executed devices failed (after at least 1) aborts. Wave 1 (two
+    # devices) switches in batches of one, the broken device first (by name): the budget decides after that batch.
+    run = lab.rollout(release, "-e", "rollout_batch_size=1", *waived())
     assert run.rc != 0, run.out[-6000:]
     record = lab.record(release)
     assert record["status"] == "aborted", record
-    # The canary passed; wave 1 ran and failed on the device without the sensor: 1 of 3 executed devices failed.
-    assert [w["wave"] for w in record["waves"]] == [0, 1], record["waves"]
-    assert record["reason"] == "failure budget exceeded: 1 of 3 executed devices failed (33.3% > 10%)", record["reason"]
+    # The canary passed; wave 1's first batch failed on the device without the sensor: 1 of 2 executed devices.
+    assert [(w["wave"], w.get("batch")) for w in record["waves"]] == [(0, None), (1, "1/2")], record["waves"]
+    assert record["reason"] == "failure budget exceeded: 1 of 2 executed devices failed (50.0% > 10%)", record["reason"]
     assert record["devices"][broken]["outcome"] == "failed", record["devices"][broken]
-    switched = [CANARY] + wave1
+    switched = [CANARY, broken]  # the second batch of wave 1 and the last wave never started
     for device in DEVICES:
-        if device in switched:  # ran it, then went back: the canary and the other wave-1 device by the rollback
+        if device in switched:  # ran it, then went back: the canary by the rollback, the broken one by its gate
             assert lab.ever_switched(device, release), (device, lab.listing(device))
             if device != broken:
                 assert record["devices"][device]["outcome"] == "rolled-back", (device, record["devices"][device])
-        else:  # the last wave never started
+        else:
             assert not lab.ever_switched(device, release), (device, lab.listing(device))
     lab.assert_all_on(BASELINE, release)
     kinds = set(i["kind"] for i in record["incidents"] if i["device"] == broken)

@@ -97,3 +97,39 @@ def test_collect_reports_hosts_out_of_the_play_as_unreachable_with_their_last_st
     assert out["a1"]["outcome"] == "confirmed"
     assert out["a2"] == {"outcome": "unreachable", "step": "switch", "reason": "unreachable (last step: switch)"}
     assert out["a3"] == {"outcome": "unreachable"}
+
+
+def schedule_plan():
+    """Wave 0: one canary; wave 1: 7 devices on sites a (4) and b (3); one device pinned, one not staged."""
+    devices = {"a0": {"site": "a", "wave": 0, "pinned": ""}}
+    for index in range(4):
+        devices["a%d" % (index + 1)] = {"site": "a", "wave": 1, "pinned": ""}
+    for index in range(3):
+        devices["b%d" % (index + 1)] = {"site": "b", "wave": 1, "pinned": ""}
+    devices["b9"] = {"site": "b", "wave": 1, "pinned": "r0"}
+    devices["b8"] = {"site": "b", "wave": 1, "pinned": ""}
+    return {"devices": devices, "waves": [0, 1], "canary_wave": 0}
+
+
+def test_schedule_cuts_waves_in_batches_spread_over_the_sites():
+    staged = ["a0", "a1", "a2", "a3", "a4", "b1", "b2", "b3", "b9"]  # b8 did not stage; b9 is pinned
+    schedule = f.rollout_schedule(schedule_plan(), staged, 3)
+    assert schedule["sizes"] == [1, 3, 3, 1]
+    assert [(s["wave"], s["batch"], s["batches"], s["devices"]) for s in schedule["steps"]] == [
+        (0, 1, 1, ["a0"]), (1, 1, 3, ["a1", "b1", "a2"]), (1, 2, 3, ["b2", "a3", "b3"]), (1, 3, 3, ["a4"])]
+    assert schedule["hosts"] == ["a0", "a1", "b1", "a2", "b2", "a3", "b3", "a4"]
+    # A batch as large as the wave: one batch per wave, as before batches existed.
+    assert f.rollout_schedule(schedule_plan(), staged, 20)["sizes"] == [1, 7]
+
+
+def test_step_finds_the_batch_from_any_device_still_in_the_play():
+    schedule = f.rollout_schedule(schedule_plan(), ["a0", "a1", "a2", "a3", "a4", "b1", "b2", "b3"], 3)
+    assert f.rollout_step(schedule, ["a3"]) == {"wave": 1, "batch": 2, "batches": 3, "devices": ["b2", "a3", "b3"]}
+    with pytest.raises(AnsibleFilterError, match="no step has the devices x1"):
+        f.rollout_step(schedule, ["x1"])
+
+
+@pytest.mark.parametrize("size", [0, -1, True, "3", None])
+def test_schedule_refuses_a_batch_size_that_is_not_a_count(size):
+    with pytest.raises(AnsibleFilterError, match="rollout_batch_size: expected a number of devices >= 1"):
+        f.rollout_schedule(schedule_plan(), ["a0"], size)

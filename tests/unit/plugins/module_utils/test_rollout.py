@@ -96,6 +96,23 @@ def test_the_budget_is_fleet_wide_not_per_wave():
     assert wave(record, 2, failed=["dev07"]) == ("continue", "")
 
 
+def test_a_wave_in_batches_stops_at_the_batch_that_exceeds_the_budget():
+    """Wave 2 (5 devices) in batches of 2: the budget decides after each batch, so a bad release stops before the
+    rest of the wave switches; the record and its summary say which batch."""
+    record = staged(started({"failure_threshold": 10}))
+    wave(record, 0)
+    wave(record, 1)
+    first = {"dev06": {"outcome": "confirmed", "switched": True}, "dev07": {"outcome": "confirmed", "switched": True}}
+    assert ro.record_wave(record, 2, first, T0, T0, batch="1/3") == ("continue", "")
+    second = {"dev08": {"outcome": "failed", "reason": "probe predict failed", "switched": True, "rolled_back": True},
+              "dev09": {"outcome": "confirmed", "switched": True}}
+    decision, reason = ro.record_wave(record, 2, second, T0, T0, batch="2/3")
+    assert decision == "abort" and reason == "failure budget exceeded: 1 of 9 executed devices failed (11.1% > 10%)"
+    assert [(w["wave"], w.get("batch")) for w in record["waves"]] == [(0, None), (1, None), (2, "1/3"), (2, "2/3")]
+    assert record["devices"]["dev10"]["outcome"] == "staged"  # the last batch never switched
+    assert "  wave 2 batch 2/3: 2 device(s) in 0 s, confirmed 1, failed 1 -> abort" in ro.summary(record)
+
+
 def test_unreachable_devices_count_or_pause_per_policy():
     record = staged(started({"failure_threshold": 15}))
     wave(record, 0)
