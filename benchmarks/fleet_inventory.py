@@ -13,7 +13,8 @@ variables (group variables on the same groups, waves precomputed), then measures
       process start-up, parse, and the JSON output of every host's variables.
 
 "fleet" is the plugin reading its file, "cached" the plugin with cache: true (jsonfile, filled by one load first:
-the parse and checks skipped), "static" the YAML inventory; ratio = fleet / static. Medians over --rounds. With --profile, cProfile of (a) for the plugin at the largest size (top functions).
+the parse and checks skipped), "static" the YAML inventory; ratio = fleet / static. Medians over --rounds. With
+--profile, cProfile of (a) for the plugin at the largest size (top functions).
 """
 
 from __future__ import absolute_import, division, print_function

@@ -131,19 +131,25 @@ def rollout_wave_line(wave, plan):
                                             len(names), shown)
 
 
-def rollout_collect(names, hostvars, variable, default=None, active=None):
+def rollout_collect(names, hostvars, variable, default=None, active=None, steps=None):
     """{device: hostvars[device][variable]} for the given devices; ``default`` where it is not set.
 
     With ``active`` (ansible_play_hosts), a device that dropped out of the play (unreachable) is reported
-    ``unreachable``, keeping the reason and step its result recorded last.
+    ``unreachable``, keeping the reason and step its result recorded last. ``steps`` ([[variable, step], ...], in
+    order) tells how far such a device got: the step of the last variable it has, set by a reachable task.
     """
     out = {}
     for name in names:
-        value = hostvars[name].get(variable) if name in hostvars else None
+        host = hostvars[name] if name in hostvars else {}
+        value = host.get(variable)
         entry = _plain(value) if value is not None else _plain(default)
         if active is not None and name not in active and isinstance(entry, dict):
-            entry = dict(entry, outcome="unreachable",
-                         reason="unreachable (last step: %s)" % (entry.get("step") or "unknown"))
+            step = entry.get("step")
+            for reached, label in steps or []:
+                result = host.get(reached)
+                if isinstance(result, dict) and not result.get("unreachable"):
+                    step = label
+            entry = dict(entry, outcome="unreachable", reason="unreachable (last step: %s)" % (step or "unknown"))
         out[name] = entry
     return out
 

@@ -29,12 +29,13 @@ description:
     C(edgeops_gpus); C(wave_<n>) has C(edgeops_wave); C(edge_devices) has C(edgeops_rollout) and the
     C(ansible_port), C(edgeops_tags), C(edgeops_release) and C(edgeops_channel) most devices have (a device with
     another value has its own as a host variable). Host variables are C(ansible_host), C(ansible_user), those that
-    differ from C(edge_devices), and the device's C(vars). A host's effective variables are as if all were host variables applied in this order
-    (later wins) C(edgeops_rollout), site vars, profile vars, derived variables, device vars; a name used by both
+    differ from C(edge_devices), and the device's C(vars). A host's effective variables are as if all were host
+    variables applied in this order (later wins) C(edgeops_rollout), site vars, profile vars, derived variables, device vars; a name used by both
     a site and a profile stays a host variable so that this order holds.
   - Being group variables of the inventory, site, profile and wave variables rank below C(group_vars/) files next to
     the inventory or the playbook (Ansible's variable precedence), which the earlier host variables did not.
-  - C(edgeops_rollout) is the normalised rollout policy (JSON types) - C(wave_plan) as written (for example C([1, "10%", "100%"])), C(canary_tag), C(site_cap) (a fraction), C(salt), C(soak)
+  - C(edgeops_rollout) is the normalised rollout policy (JSON types) - C(wave_plan) as written (for example
+    C([1, "10%", "100%"])), C(canary_tag), C(site_cap) (a fraction), C(salt), C(soak)
     (seconds, default 60), C(failure_threshold) (percent, default 10; a rollout aborts when failed*100/executed
     exceeds it), C(min_executed) (default 1; the threshold applies from that many executed devices),
     C(unreachable) (C(fail) or C(pause), default C(fail)), C(rollback_switched) (default true),

@@ -99,6 +99,16 @@ def test_collect_reports_hosts_out_of_the_play_as_unreachable_with_their_last_st
     assert out["a3"] == {"outcome": "unreachable"}
 
 
+def test_collect_tells_how_far_a_host_that_dropped_out_got_from_the_steps_it_reached():
+    note = {"outcome": "unreachable", "step": "read the running generation"}
+    hv = {"b1": {"note": note}, "b2": {"note": note, "before": {"current": 3}},
+          "b3": {"note": note, "before": {"unreachable": True, "msg": "timeout"}}}
+    out = f.rollout_collect(["b1", "b2", "b3"], hv, "note", active=[], steps=[["before", "stage"]])
+    assert out["b1"]["reason"] == "unreachable (last step: read the running generation)"
+    assert out["b2"]["reason"] == "unreachable (last step: stage)"  # it read its generation, then was lost
+    assert out["b3"]["reason"] == "unreachable (last step: read the running generation)"  # lost while reading
+
+
 def schedule_plan():
     """Wave 0: one canary; wave 1: 7 devices on sites a (4) and b (3); one device pinned, one not staged."""
     devices = {"a0": {"site": "a", "wave": 0, "pinned": ""}}
