@@ -134,6 +134,12 @@ class RolloutLab(object):
         with open(self.fleet_config, "w") as handle:
             handle.write("plugin: edgeops.fleet.fleet\nfleet_file: fleet.yml\n")
 
+    def wave_of(self):
+        """Each device's wave as the fleet file written last assigns it."""
+        from ansible_collections.edgeops.fleet.plugins.plugin_utils._fleet import assign_waves, load_fleet
+        with open(os.path.join(self.tmp, "fleet.yml")) as handle:
+            return assign_waves(load_fleet(yaml.safe_load(handle)))
+
     @staticmethod
     def pick_salt(devices):
         """A salt that puts two devices in wave 1 and one in wave 2 (a wave with a device that still confirms beside

@@ -139,7 +139,7 @@ def test_the_upgrade_reaches_every_device_in_one_wave_four_times_forks(lab):
     # One after the other: a batch starts after the previous one was judged.
     for before, after in zip(record["waves"], record["waves"][1:]):
         assert before["finished"] <= after["started"], record["waves"]
-    assert "wave 0, batch 4 of 4 (1 device(s)): {'confirmed': 1" in run.out, run.out[-3000:]
+    assert "wave 0, batch 4 of 4 (1 device(s))" in run.out, run.out[-3000:]
 
 
 def test_a_device_cut_off_mid_wave_reverts_by_itself_and_the_rollout_pauses_then_resumes(lab):

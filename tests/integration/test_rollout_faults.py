@@ -87,7 +87,7 @@ def test_a_bad_release_stops_at_the_canary_and_everything_goes_back(lab, release
 
 def test_a_release_failing_on_part_of_a_later_wave_is_stopped_by_the_failure_budget(lab):
     # The fleet file tags one device of wave 1 (never the canary) "no-sensor"; the release probes the sensor.
-    wave1 = sorted(d for d, e in lab.record(BASELINE)["devices"].items() if e["wave"] == 1)
+    wave1 = sorted(d for d, wave in lab.wave_of().items() if wave == 1)
     broken = wave1[0]
     lab.tags = {broken: [NO_SENSOR_TAG]}
     lab.write_fleet("lab")
