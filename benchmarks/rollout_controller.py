@@ -13,7 +13,7 @@ every device is ``ansible_connection: local`` and what would run on it answers a
   role edgeops.fleet.workloads   staged as generation 2 (its controller-side validate.yml stays the real one)
 
 Everything else is the collection's own: the fleet inventory plugin on a fleet file of N devices (12 per site), the
-five plays of playbooks/rollout.yml, the rollout role, rollout_record and the filters. The stand-ins live in a
+six plays of playbooks/rollout.yml, the rollout role, rollout_record and the filters. The stand-ins live in a
 temporary copy of the collection (symlinks to this checkout, the four replaced files written there).
 
 Printed per run: wall time, controller CPU (ansible-playbook and every worker it forked: RUSAGE_CHILDREN of a
