@@ -120,8 +120,14 @@ def rollout_step(schedule, batch):
     raise AnsibleFilterError("rollout schedule: no step has the devices %s" % ", ".join(sorted(members)[:5]))
 
 
-def rollout_wave_size(wave, plan):
-    return sum(1 for d in plan["devices"].values() if d["wave"] == wave and not d["pinned"])
+def rollout_rollback_hosts(run):
+    """The devices the settle play rolls back: those the rollout switched, when it aborted under rollback_switched
+    or a rollback was asked; else none. ``run`` is the rollout's state (``__rollout``)."""
+    run = run or {}
+    decision = run.get("decision")
+    if decision == "rollback" or (decision == "abort" and (run.get("policy") or {}).get("rollback_switched", True)):
+        return sorted(run.get("rollback") or {})
+    return []
 
 
 def rollout_wave_line(wave, plan):
@@ -159,5 +165,5 @@ class FilterModule(object):
 
     def filters(self):
         return {"rollout_policy": rollout_policy, "rollout_plan": rollout_plan, "rollout_collect": rollout_collect,
-                "rollout_wave_line": rollout_wave_line, "rollout_wave_size": rollout_wave_size,
+                "rollout_wave_line": rollout_wave_line, "rollout_rollback_hosts": rollout_rollback_hosts,
                 "rollout_schedule": rollout_schedule, "rollout_step": rollout_step}

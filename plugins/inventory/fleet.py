@@ -78,6 +78,7 @@ keyed_groups:
     prefix: channel
 """
 
+import functools
 import gc
 import hashlib
 import os
@@ -108,6 +109,7 @@ DEVICE_DEFAULTED = ("ansible_port", "edgeops_tags", "edgeops_release", "edgeops_
 ANSIBLE_TAGS = ("!vault", "!vault-encrypted", "!unsafe")
 
 
+@functools.lru_cache(maxsize=None)
 def _code_digest():
     """What the layout depends on besides the fleet file: the code that parses, checks and lays it out."""
     digest = hashlib.sha256()
@@ -117,13 +119,8 @@ def _code_digest():
     return digest.hexdigest()
 
 
-_CODE_DIGEST = []
-
-
 def _digest(raw):
-    if not _CODE_DIGEST:
-        _CODE_DIGEST.append(_code_digest())
-    return hashlib.sha256(_CODE_DIGEST[0].encode("ascii") + raw).hexdigest()[:32]
+    return hashlib.sha256(_code_digest().encode("ascii") + raw).hexdigest()[:32]
 
 
 def _group_name(prefix, value):

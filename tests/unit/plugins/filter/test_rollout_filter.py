@@ -81,10 +81,8 @@ def test_plan_without_a_count_first_has_no_canary():
     assert plan["canary_wave"] is None
 
 
-def test_wave_size_and_line():
+def test_wave_line():
     plan = f.rollout_plan(["a1", "a2", "b1", "b2"], hostvars(), published(waves=[1, "100%"]), "demo-1.1.0")
-    assert f.rollout_wave_size(1, plan) == 2
-    assert f.rollout_wave_size(2, plan) == 0  # b2 is pinned
     assert f.rollout_wave_line(0, plan) == "wave 0 (canary): 1 device(s): a1"
     many = {"devices": dict(("d%02d" % i, {"wave": 1, "pinned": ""}) for i in range(10)), "canary_wave": 0}
     assert f.rollout_wave_line(1, many).endswith("d00, d01, d02, d03, d04, d05, d06, d07 and 2 more")
@@ -143,3 +141,13 @@ def test_step_finds_the_batch_from_any_device_still_in_the_play():
 def test_schedule_refuses_a_batch_size_that_is_not_a_count(size):
     with pytest.raises(AnsibleFilterError, match="rollout_batch_size: expected a number of devices >= 1"):
         f.rollout_schedule(schedule_plan(), ["a0"], size)
+
+
+@pytest.mark.parametrize("decision, rollback_switched, expected", [
+    ("abort", True, ["d1", "d2"]), ("abort", False, []), ("rollback", False, ["d1", "d2"]),
+    ("continue", True, []), ("pause", True, []),
+])
+def test_rollback_hosts_follow_the_decision_and_the_policy(decision, rollback_switched, expected):
+    run = {"decision": decision, "policy": {"rollback_switched": rollback_switched}, "rollback": {"d2": 4, "d1": 3}}
+    assert f.rollout_rollback_hosts(run) == expected
+    assert f.rollout_rollback_hosts(None) == []  # before the validate play set the state (syntax check)
