@@ -2,20 +2,27 @@
 """Benchmark a staged rollout across lab devices against plain Ansible and print figures.
 
 A lab of one site (hub with registry and Alertmanager, N devices) is set up as tests/integration/test_rollout.py
-does it, with a fleet file of waves [1, 25%, 100%]. Then, each from every device healthy on a known release:
+does it, with a fleet file of waves [1, 10%, 50%, 100%] (--waves). Then, each from every device healthy on a
+known release:
 
-  ours   playbooks/rollout.yml: stage everywhere, then wave by wave switch, soak under the health gate,
-         confirm; a failure rolls back and the failure budget stops the rollout
-  plain  benchmarks/plain_rollout.yml: serial [1, 25%, 100%], max_fail_percentage 0,
-         community.docker.docker_container, a wait for /predict and a pause of the same soak per batch
+  ours   playbooks/rollout.yml: stage everywhere, then wave by wave (in batches of at most forks) switch, soak
+         under the health gate, confirm; a failure rolls back and the failure budget stops the rollout
+  plain  benchmarks/plain_rollout.yml: serial batches of the same sizes as our waves, max_fail_percentage 0,
+         community.docker.docker_container, a wait for the workload's URL and a pause of the same soak per batch
 
-on a good release (demo-1.0.0 -> demo-1.1.0) and a bad one (demo-1.1.0 -> demo-1.1.0-bad-500, /predict
-answers 500). Reported: wall time of the whole ansible-playbook run, the soak it configured (soak x waves
-that got to their soak), the rest as orchestration overhead, and where the devices ended: broken means
-/predict does not answer 200, asked from inside the device (docker exec, python3 urllib).
+on a good release and a bad one. The workload (--workload):
+  light  tests/support/light (busybox httpd, a few MB, no CPU at rest): light-1.0.0 -> light-1.1.0, then
+         light-1.1.0-bad (/health answers 404); tens of devices fit a 2-CPU machine
+  ai     the AI samples: demo-1.0.0 -> demo-1.1.0, then demo-1.1.0-bad-500 (/predict answers 500); about 20
+         devices are the most a 2-CPU machine runs (their start-up alone loads it)
+Reported per run: wall time of the whole ansible-playbook run, controller CPU (ansible-playbook, its workers and
+the ssh clients they wait for: RUSAGE_CHILDREN of a wrapper), the largest controller process's peak RSS, the soak
+it configured (soak x batches that got to their soak), the rest as orchestration overhead, and where the devices
+ended: broken means the workload's URL does not answer 200, asked from inside the device (docker exec).
 
 Usage (from the repository root, with .venv/bin on PATH):
-    python benchmarks/rollout.py [--devices 20] [--soak 10] [--start-period 60] [--keep-lab]
+    python benchmarks/rollout.py [--devices 50] [--workload light] [--waves 1,10%,50%,100%] [--soak 10]
+                                 [--forks 20] [--start-period S] [--keep-lab]
 """
 
 from __future__ import absolute_import, division, print_function
@@ -42,19 +49,36 @@ LAB = "edgeops-rbench"
 PORT_BASE = 43400
 HUB_REGISTRY_PORT = PORT_BASE + 90
 HUB_ALERTMANAGER_PORT = PORT_BASE + 91
-WAVES = [1, "25%", "100%"]
 # The recipe the rollout test uses (one device image for all lab tests and benchmarks).
 with open(os.path.join(REPO, "roles", "lab", "vars", "test_image.yml")) as _handle:
     PACKAGES = yaml.safe_load(_handle)["lab_test_image_packages"]
-RELEASES = ["demo-1.0.0", "demo-1.1.0", "demo-1.1.0-bad-500"]
-GOOD, BAD = "demo-1.1.0", "demo-1.1.0-bad-500"
-PREDICT = (
-    "import sys, urllib.request\n"
-    "opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))\n"
-    "try:\n"
-    "    sys.exit(0 if opener.open('http://127.0.0.1:8080/predict?features=2.1,61,10', timeout=5).status == 200 else 1)\n"
-    "except Exception:\n"
-    "    sys.exit(1)\n")
+# Per workload: the releases (start, good, bad), the workload whose image tells plain's release, and how a device
+# is asked whether it serves (from inside the device).
+WORKLOADS = {
+    "light": {"releases": ["light-1.0.0", "light-1.1.0", "light-1.1.0-bad"], "main": "web",
+              "url": "http://127.0.0.1:8080/health",
+              "ask": ["busybox", "wget", "-q", "-O", "/dev/null", "-T", "5", "http://127.0.0.1:8080/health"]},
+    "ai": {"releases": ["demo-1.0.0", "demo-1.1.0", "demo-1.1.0-bad-500"], "main": "predictor",
+           "url": "http://127.0.0.1:8080/predict?features=2.1,61,10",
+           "ask": ["python3", "-c",
+                   "import sys, urllib.request\n"
+                   "opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))\n"
+                   "try:\n"
+                   "    sys.exit(0 if opener.open('http://127.0.0.1:8080/predict?features=2.1,61,10', timeout=5)"
+                   ".status == 200 else 1)\n"
+                   "except Exception:\n"
+                   "    sys.exit(1)\n"]},
+}
+# Runs an Ansible tool as its child and prints the child's wall time, CPU (RUSAGE_CHILDREN: the tool, its forked
+# workers and the ssh clients they waited for) and the largest of those processes' peak RSS.
+WRAPPER = """
+import json, resource, subprocess, sys, time
+start = time.perf_counter()
+proc = subprocess.run(sys.argv[2:], stdout=open(sys.argv[1], "w"), stderr=subprocess.STDOUT, check=False)
+usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+print(json.dumps({"rc": proc.returncode, "wall": time.perf_counter() - start,
+                  "cpu": usage.ru_utime + usage.ru_stime, "rss_mb": usage.ru_maxrss / 1024.0}))
+"""
 # Plain's clean slate: nothing of the generations left running, no image left (so both pull the same).
 CLEAN = ("docker compose -p edgeops down --remove-orphans --timeout 5 >/dev/null 2>&1; "
          "ids=$(docker ps -aq); [ -z \"$ids\" ] || docker rm -f $ids >/dev/null; "
@@ -72,19 +96,21 @@ def load():
     return "%.2f %.2f %.2f" % os.getloadavg()
 
 
-def serial_batches(count):
-    """Ansible's batch sizes for serial [1, "25%", "100%"] (a percentage of all hosts, rounded down, at least 1)."""
-    sizes, left = [], count
-    for size in (1, max(1, int(0.25 * count)), count):
-        if left <= 0:
-            break
-        sizes.append(min(size, left))
-        left -= sizes[-1]
-    return sizes
+def parse_waves(text):
+    waves = []
+    for item in text.split(","):
+        item = item.strip()
+        waves.append(item if item.endswith("%") else int(item))
+    return waves
 
 
 class Bench(object):
-    def __init__(self, tmp, devices, soak, start_period=None):
+    def __init__(self, tmp, devices, soak, workload, waves, forks, start_period=None):
+        self.workload = WORKLOADS[workload]
+        self.workload_name = workload
+        self.releases_run = self.workload["releases"]
+        self.wave_plan = waves
+        self.forks = forks
         self.start_period = start_period
         self.tmp = tmp
         self.count = devices
@@ -101,21 +127,21 @@ class Bench(object):
                          "-e", "lab_inventory_file=" + self.inventory, "-e", "lab_devices_per_site=%d" % devices,
                          "-e", json.dumps({"lab_image_packages": PACKAGES})]
         self.runs = 0
+        self.waves = []
 
     # -- running things -------------------------------------------------------------------------------------------
 
     def ansible(self, label, argv):
-        """Run an Ansible tool; returns (rc, output, seconds). The output goes to a log file as well."""
+        """Run an Ansible tool; returns (rc, output, seconds, usage). The output goes to a log file as well."""
         env = dict(os.environ, ANSIBLE_FORCE_COLOR="0", ANSIBLE_NOCOLOR="1", PATH=BIN + os.pathsep + os.environ["PATH"])
-        began = time.monotonic()
-        proc = subprocess.run([os.path.join(BIN, argv[0])] + argv[1:], cwd=REPO, env=env, capture_output=True,
-                              text=True, timeout=3600, check=False)
-        seconds = time.monotonic() - began
         self.runs += 1
-        out = proc.stdout + proc.stderr
-        with open(os.path.join(self.logs, "%02d-%s.log" % (self.runs, label)), "w") as handle:
-            handle.write(out)
-        return proc.returncode, out, seconds
+        log = os.path.join(self.logs, "%02d-%s.log" % (self.runs, label))
+        proc = subprocess.run([sys.executable, "-c", WRAPPER, log, os.path.join(BIN, argv[0])] + argv[1:], cwd=REPO,
+                              env=env, capture_output=True, text=True, timeout=3600, check=True)
+        usage = json.loads(proc.stdout.strip().splitlines()[-1])
+        with open(log) as handle:
+            out = handle.read()
+        return usage["rc"], out, usage["wall"], usage
 
     def playbook(self, label, playbook, *args):
         return self.ansible(label, ["ansible-playbook", "-i", self.inventory, "-i", self.fleet_config,
@@ -156,7 +182,8 @@ class Bench(object):
             "workloads_secrets": {"dashboard_token": token},
             "docker_engine_default_ulimits": {"nofile": {"soft": 16384, "hard": 20000}},
             "rollout_test_releases": self.releases,
-            "rollout_test_release_names": RELEASES,
+            "rollout_test_release_names": self.releases_run,
+            "rollout_test_light_images": self.workload_name == "light",
             "rollout_record_dir": self.records,
             "rollout_approvals_dir": os.path.join(self.tmp, "approvals"),
             "rollout_registry_access": {"site01-hub:5000": "127.0.0.1:%d" % HUB_REGISTRY_PORT},
@@ -176,7 +203,7 @@ class Bench(object):
         fleet = {"version": 1,
                  "sites": {"site01": {"registry": "site01-hub:5000"}},
                  "devices": devices,
-                 "rollout": {"waves": WAVES, "salt": salt, "soak": self.soak, "failure_threshold": 10,
+                 "rollout": {"waves": self.wave_plan, "salt": salt, "soak": self.soak, "failure_threshold": 10,
                              "min_executed": 1, "unreachable": "fail",
                              # >= soak + 30 (policy); generous, so a slow switch on a loaded machine never
                              # lets a device revert by itself before the rollout confirms it.
@@ -187,21 +214,15 @@ class Bench(object):
             handle.write("plugin: edgeops.fleet.fleet\nfleet_file: fleet.yml\n")
 
     def pick_salt(self, devices):
-        """A salt whose waves have the sizes of plain's serial batches, so both move the same devices per wave."""
+        """The salt and the sizes of its waves: plain's serial batches get the same sizes (the fleet file's shares
+        are cumulative, Ansible's serial percentages are not, so the sizes go to plain as counts)."""
         if os.path.join(REPO, "collections") not in sys.path:
             sys.path.insert(0, os.path.join(REPO, "collections"))
         from ansible_collections.edgeops.fleet.plugins.plugin_utils._fleet import assign_waves, load_fleet
 
-        def sizes(salt):
-            waves = assign_waves(load_fleet({"sites": {"site01": {}}, "devices": devices,
-                                             "rollout": {"waves": WAVES, "salt": salt}}))
-            return [sum(1 for w in waves.values() if w == n) for n in range(max(waves.values()) + 1)]
-
-        want = serial_batches(len(devices))
-        for n in range(2000):
-            if sizes("bench-%d" % n) == want:
-                return "bench-%d" % n, want
-        return "bench-0", sizes("bench-0")
+        waves = assign_waves(load_fleet({"sites": {"site01": {}}, "devices": devices,
+                                         "rollout": {"waves": self.wave_plan, "salt": "bench"}}))
+        return "bench", [sum(1 for w in waves.values() if w == n) for n in range(max(waves.values()) + 1)]
 
     def up(self):
         self.ansible("lab-down-before", ["ansible-playbook", "playbooks/lab/down.yml"] + self.lab_vars)
@@ -209,7 +230,7 @@ class Bench(object):
         self.write_vars()
         self.write_fleet()
         self.must("rollout setup", self.playbook("setup", "tests/integration/playbooks/rollout_setup.yml"))
-        for release in RELEASES:
+        for release in self.releases_run:
             self.must("publish " + release, self.playbook(
                 "publish-" + release, "playbooks/registry/publish.yml",
                 "-e", "release_manifest=" + os.path.join(self.releases, release + ".yml")))
@@ -234,24 +255,24 @@ class Bench(object):
                 yaml.safe_dump(manifest, handle, sort_keys=False)
 
     def down(self):
-        rc, out, _seconds = self.ansible("lab-down", ["ansible-playbook", "playbooks/lab/down.yml"] + self.lab_vars)
+        rc, out, _seconds, _usage = self.ansible("lab-down", ["ansible-playbook", "playbooks/lab/down.yml"] + self.lab_vars)
         left = sh(["docker", "ps", "-a", "--filter", "name=%s" % LAB, "--format", "{{.Names}}"], check=False).stdout.split()
         if rc != 0 or left:
             print("lab teardown: rc %d, containers left: %s\n%s" % (rc, left or "none", out[-2000:] if rc else ""))
 
     # -- where devices ended ------------------------------------------------------------------------------------
 
-    def predicts(self, device):
-        return self.dexec(device, "python3", "-c", PREDICT).returncode == 0
+    def serves(self, device):
+        return self.dexec(device, *self.workload["ask"]).returncode == 0
 
     def generations(self, device):
         out = self.dexec(device, "edgeops-gen", "list")
         return json.loads(out.stdout) if out.returncode == 0 else {"current": None, "generations": []}
 
-    def predictor_image(self, release):
+    def main_image(self, release):
         with open(os.path.join(self.releases, release + ".yml")) as handle:
-            manifest = yaml.safe_load(handle)
-        return "site01-hub:5000/%s@%s" % (manifest["workloads"]["predictor"]["image"], manifest["workloads"]["predictor"]["digest"])
+            workload = yaml.safe_load(handle)["workloads"][self.workload["main"]]
+        return "site01-hub:5000/%s@%s" % (workload["image"], workload["digest"])
 
     def ours_state(self, release):
         def one(device):
@@ -259,18 +280,18 @@ class Bench(object):
             by_id = dict((g["id"], g) for g in state["generations"])
             running = by_id[state["current"]]["release"] if state.get("current") in by_id else None
             ever = any(g["release"] == release and g.get("state") != "staged" for g in state["generations"])
-            healthy = self.predicts(device)
+            healthy = self.serves(device)
             return {"on": running == release and state.get("pending") is None and healthy, "ever": ever,
                     "broken": not healthy}
         return self.each_device(one)
 
     def plain_state(self, release):
-        image = self.predictor_image(release)
+        image = self.main_image(release)
 
         def one(device):
-            out = self.dexec(device, "docker", "inspect", "-f", "{{.Config.Image}}", "predictor")
+            out = self.dexec(device, "docker", "inspect", "-f", "{{.Config.Image}}", self.workload["main"])
             running = out.stdout.strip() == image
-            healthy = self.predicts(device)
+            healthy = self.serves(device)
             # No rollback: what a device runs at the end is all it ever ran of this release.
             return {"on": running and healthy, "ever": running, "broken": not healthy}
         return self.each_device(one)
@@ -280,7 +301,7 @@ class Bench(object):
     def ours(self, release, timed=True):
         policy = {"rollout_policy": {"approval_waived": True}}
         argv = ["playbooks/rollout.yml", "-e", "rollout_release_file=%s/%s.yml" % (self.releases, release),
-                "-e", json.dumps(policy)]
+                "-e", json.dumps(policy), "-f", str(self.forks)]
         print("  ours: %s%s ..." % (release, "" if timed else " (starting point, not timed)"), flush=True)
         result = self.playbook("ours-" + release, *argv)
         if not timed:
@@ -291,13 +312,17 @@ class Bench(object):
         with open(os.path.join(self.records, release + ".json")) as handle:
             record = json.load(handle)
         soaked = sum(1 for w in record["waves"] if w["counts"].get("confirmed"))
-        return {"rc": result[0], "wall": result[2], "soaked": soaked, "status": record["status"],
-                "waves": [len(w["devices"]) for w in record["waves"]], "out": result[1]}
+        return {"rc": result[0], "wall": result[2], "cpu": result[3]["cpu"], "rss_mb": result[3]["rss_mb"],
+                "soaked": soaked, "status": record["status"], "out": result[1],
+                "waves": [len(w["devices"]) for w in record["waves"]]}
 
     def plain(self, release, timed=True):
         print("  plain: %s%s ..." % (release, "" if timed else " (starting point, not timed)"), flush=True)
         args = ["benchmarks/plain_rollout.yml", "-e", "plain_release_file=%s/%s.yml" % (self.releases, release),
-                "-e", "plain_soak=%d" % self.soak]
+                "-e", "plain_soak=%d" % self.soak, "-f", str(self.forks),
+                "-e", json.dumps({"plain_serial": [n for n in self.waves if n],  # (serial 0 would mean all)
+                                  "plain_workload": self.workload_name,
+                                  "plain_url": self.workload["url"]})]
         if self.start_period:
             args += ["-e", "plain_start_period=%ds" % self.start_period]
         if timed:
@@ -308,7 +333,8 @@ class Bench(object):
                                lambda: self.playbook("plain-%s-again" % release, *args))
             return None
         out = result[1]
-        return {"rc": result[0], "wall": result[2], "soaked": out.count("TASK [Soak (once per batch)]"),
+        return {"rc": result[0], "wall": result[2], "cpu": result[3]["cpu"], "rss_mb": result[3]["rss_mb"],
+                "soaked": out.count("TASK [Soak (once per batch)]"),
                 "batches": out.count("PLAY [Plain | deploy the release in batches"), "out": out}
 
     def clean_for_plain(self):
@@ -322,23 +348,33 @@ def row(approach, release, run, state, devices, soak):
     soak_sum = run["soaked"] * soak
     overhead = run["wall"] - soak_sum
     broken = sum(1 for s in state.values() if s["broken"])
-    return ("%-6s %-19s %7.1f %9d %10.1f %10.2f %9s %9d %9d %4d" % (
-        approach, release, run["wall"], soak_sum, overhead, overhead / devices, "%d/%d" % (broken, devices),
-        sum(1 for s in state.values() if s["on"]), sum(1 for s in state.values() if s["ever"]), run["rc"]))
+    return ("%-6s %-19s %7.1f %8.1f %7.0f %8d %9.1f %9.2f %9s %8d %8d %3d" % (
+        approach, release, run["wall"], run["cpu"], run["rss_mb"], soak_sum, overhead, overhead / devices,
+        "%d/%d" % (broken, devices), sum(1 for s in state.values() if s["on"]),
+        sum(1 for s in state.values() if s["ever"]), run["rc"]))
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n", maxsplit=1)[0])
-    parser.add_argument("--devices", type=int, default=20)
+    parser.add_argument("--devices", type=int, default=50)
+    parser.add_argument("--workload", choices=sorted(WORKLOADS), default="light")
+    parser.add_argument("--waves", type=parse_waves, default=parse_waves("1,10%,50%,100%"),
+                        help="the fleet file's waves, comma-separated (counts and cumulative shares)")
     parser.add_argument("--soak", type=int, default=10)
+    parser.add_argument("--forks", type=int, default=20, help="forks of both runs (ours cuts larger waves in batches)")
     parser.add_argument("--keep-lab", action="store_true")
-    parser.add_argument("--start-period", type=int, default=60,
-                        help="health-check start period (s) of every workload, ours and plain alike; 0: the releases'")
+    parser.add_argument("--start-period", type=int, default=None,
+                        help="health-check start period (s) of every workload, ours and plain alike; 0: the "
+                             "releases' (default: 60 for ai, the releases' for light)")
     args = parser.parse_args()
     if not 2 <= args.devices <= 89:
         parser.error("--devices must be between 2 and 89")
     if args.soak < 0:
         parser.error("--soak must be >= 0")
+    if args.forks < 1:
+        parser.error("--forks must be >= 1")
+    if args.start_period is None:
+        args.start_period = 60 if args.workload == "ai" else 0
     if sh(["docker", "info"], check=False).returncode != 0:
         sys.exit("the Docker Engine does not answer: start dockerd first (LAB-NOTES)")
     # Terminated from outside: still tear the lab down (the finally below).
@@ -346,29 +382,31 @@ def main():
     nproc = os.cpu_count()
     load_start = load()
     began = time.monotonic()
-    bench = Bench(tempfile.mkdtemp(prefix="edgeops-rbench-"), args.devices, args.soak, args.start_period)
-    print("rollout benchmark: lab %s, %d devices, waves %s, soak %d s, health-check start period %s; logs in %s" % (
-        LAB, args.devices, json.dumps(WAVES), args.soak,
-        "%d s" % args.start_period if args.start_period else "the releases'", bench.logs), flush=True)
+    bench = Bench(tempfile.mkdtemp(prefix="edgeops-rbench-"), args.devices, args.soak, args.workload, args.waves,
+                  args.forks, args.start_period)
+    start, good_release, bad_release = bench.releases_run
+    print("rollout benchmark: lab %s, %d devices, %s workload, waves %s, soak %d s, forks %d, health-check start "
+          "period %s; logs in %s" % (
+              LAB, args.devices, args.workload, json.dumps(args.waves), args.soak, args.forks,
+              "%d s" % args.start_period if args.start_period else "the releases'", bench.logs), flush=True)
     try:
         print("setting up the lab (hub, registry, Alertmanager, %d devices, releases published) ..." % args.devices,
               flush=True)
         bench.up()
         results = []
         print("ours (playbooks/rollout.yml), waves of %s device(s):" % bench.waves, flush=True)
-        bench.ours("demo-1.0.0", timed=False)
-        good = bench.ours(GOOD)
-        results.append(("ours", GOOD, good, bench.ours_state(GOOD)))
-        bad = bench.ours(BAD)
-        results.append(("ours", BAD, bad, bench.ours_state(BAD)))
-        print("plain (benchmarks/plain_rollout.yml), batches of %s device(s):" % serial_batches(args.devices),
-              flush=True)
+        bench.ours(start, timed=False)
+        good = bench.ours(good_release)
+        results.append(("ours", good_release, good, bench.ours_state(good_release)))
+        bad = bench.ours(bad_release)
+        results.append(("ours", bad_release, bad, bench.ours_state(bad_release)))
+        print("plain (benchmarks/plain_rollout.yml), serial batches of %s device(s):" % bench.waves, flush=True)
         bench.clean_for_plain()
-        bench.plain("demo-1.0.0", timed=False)
-        good = bench.plain(GOOD)
-        results.append(("plain", GOOD, good, bench.plain_state(GOOD)))
-        bad = bench.plain(BAD)
-        results.append(("plain", BAD, bad, bench.plain_state(BAD)))
+        bench.plain(start, timed=False)
+        good = bench.plain(good_release)
+        results.append(("plain", good_release, good, bench.plain_state(good_release)))
+        bad = bench.plain(bad_release)
+        results.append(("plain", bad_release, bad, bench.plain_state(bad_release)))
     finally:
         if not args.keep_lab:
             print("tearing the lab down ...", flush=True)
@@ -381,30 +419,33 @@ def main():
                     else:
                         os.remove(path)
     print()
-    print("Rollout of a container-only release across %d lab devices, waves [1, 25%%, 100%%] "
-          "(ours %s, plain %s device(s) per wave), soak %d s" % (
-              args.devices, bench.waves, serial_batches(args.devices), args.soak))
+    print("Rollout of a container-only release (%s workload) across %d lab devices, waves %s (%s device(s) per wave, "
+          "plain's serial the same), soak %d s, forks %d" % (
+              args.workload, args.devices, json.dumps(args.waves), bench.waves, args.soak, args.forks))
     print("Figures from a %d-CPU machine (nproc %d); load average (1, 5, 15 min) at start %s, at end %s" % (
         nproc, nproc, load_start, load()))
     print()
-    print("%-6s %-19s %7s %9s %10s %10s %9s %9s %9s %4s" % (
-        "", "", "wall", "soak sum", "overhead", "overhead", "broken", "on it", "ever ran", ""))
-    print("%-6s %-19s %7s %9s %10s %10s %9s %9s %9s %4s" % (
-        "how", "release", "s", "s", "s", "/device s", "/devices", "healthy", "it", "rc"))
+    print("%-6s %-19s %7s %8s %7s %8s %9s %9s %9s %8s %8s %3s" % (
+        "", "", "wall", "ctl CPU", "ctl RSS", "soak sum", "overhead", "overhead", "broken", "on it", "ever ran", ""))
+    print("%-6s %-19s %7s %8s %7s %8s %9s %9s %9s %8s %8s %3s" % (
+        "how", "release", "s", "s", "MB", "s", "s", "/device s", "/devices", "healthy", "it", "rc"))
     for approach, release, run, state in results:
         print(row(approach, release, run, state, args.devices, args.soak))
     print()
-    for release in (GOOD, BAD):
-        walls = dict((a, r["wall"]) for a, rel, r, _s in results if rel == release)
-        print("wall time ours / plain, %-19s %.2f" % (release + ":", walls["ours"] / walls["plain"]))
+    for release in (good_release, bad_release):
+        runs = dict((a, r) for a, rel, r, _s in results if rel == release)
+        print("ours / plain, %-19s wall %.2f, controller CPU %.2f" % (
+            release + ":", runs["ours"]["wall"] / runs["plain"]["wall"], runs["ours"]["cpu"] / runs["plain"]["cpu"]))
     for approach, release, run, _state in results:
         if approach == "ours":
-            print("ours %s: %s, waves run %s" % (release, run["status"], run["waves"]))
+            print("ours %s: %s, batches run %s" % (release, run["status"], run["waves"]))
         else:
             print("plain %s: %d batch(es) started, rc %d" % (release, run["batches"], run["rc"]))
     print()
-    print("soak sum: soak x waves (batches) that got to their soak; overhead: wall - soak sum (validation, staging or")
-    print("pulls, switches, gates, confirmation, rollback, report). broken: /predict not 200 inside the device at the end.")
+    print("soak sum: soak x batches that got to their soak; overhead: wall - soak sum (validation, staging or pulls,")
+    print("switches, gates, confirmation, rollback, report). ctl CPU: ansible-playbook, its workers and the ssh clients")
+    print("they waited for; ctl RSS: the largest of those processes. broken: %s not 200 inside the device at the end."
+          % bench.workload["url"])
     print("Whole benchmark, lab set-up and teardown included: %.0f s" % (time.monotonic() - began))
 
 

@@ -50,6 +50,7 @@ lab_stream_1=(
   "molecule-bastion=molecule_scenario bastion"
   "molecule-registry=molecule_scenario registry"
   "molecule-secrets=molecule_scenario secrets"
+  "integration-rollout-scale=pytest_modules tests/integration/test_rollout_scale.py"
 )
 lab_stream_2=(
   "integration-rollout=pytest_modules tests/integration/test_rollout.py tests/integration/test_rollout_faults.py"

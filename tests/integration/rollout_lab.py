@@ -41,8 +41,12 @@ class RolloutLab(object):
     until a module switches a device."""
     waves = WAVES
 
-    def __init__(self, tmp, name, port_base):
+    def __init__(self, tmp, name, port_base, devices=None, canary=CANARY, light=False, salt=None):
         self.tmp = tmp
+        self.salt = salt  # the fleet file's salt; None: pick_salt's for the default waves and devices, else "lab"
+        self.devices = devices or DEVICES
+        self.canary = canary
+        self.light = light  # the light workload of tests/support/light, built by rollout_setup.yml
         self.name = name
         self.port_base = port_base
         self.registry_port = port_base + 90
@@ -56,7 +60,7 @@ class RolloutLab(object):
         self.approvals = os.path.join(tmp, "approvals")
         self.fleet_config = os.path.join(tmp, "edge.fleet.yml")
         self.vars_file = os.path.join(tmp, "vars.yml")
-        self.lab_vars = lab_args(name, port_base, self.inventory, lab_devices_per_site=len(DEVICES),
+        self.lab_vars = lab_args(name, port_base, self.inventory, lab_devices_per_site=len(self.devices),
                                  lab_image_packages=LAB_PACKAGES)
         self.outputs = []
 
@@ -83,7 +87,7 @@ class RolloutLab(object):
             if release in self.published:
                 continue
             if not os.path.exists(self.manifest(release)):
-                shutil.copyfile(os.path.join(REPO, "samples", "releases", release + ".yml"), self.manifest(release))
+                shutil.copyfile(source_manifest(release), self.manifest(release))
             run = self.playbook("playbooks/registry/publish.yml", "-e", "release_manifest=%s" % self.manifest(release))
             assert run.rc == 0, (release, run.out[-3000:])
             self.published.add(release)
@@ -106,6 +110,7 @@ class RolloutLab(object):
             "docker_engine_default_ulimits": {"nofile": {"soft": 16384, "hard": 20000}},
             "rollout_test_releases": self.releases,
             "rollout_test_release_names": [],  # copied by publish()
+            "rollout_test_light_images": self.light,
             "rollout_record_dir": self.records,
             "rollout_approvals_dir": self.approvals,
             "rollout_registry_access": {"site01-hub:5000": "127.0.0.1:%d" % self.registry_port},
@@ -119,13 +124,15 @@ class RolloutLab(object):
 
     def write_fleet(self, environment):
         devices = {}
-        for index, name in enumerate(DEVICES):
-            tags = ["line-a"] + (["canary"] if name == CANARY else []) + self.tags.get(name, [])
+        for index, name in enumerate(self.devices):
+            tags = ["line-a"] + (["canary"] if name == self.canary else []) + self.tags.get(name, [])
             devices[name] = {"site": "site01", "address": "127.0.0.1", "port": self.port_base + index + 1, "tags": tags}
         fleet = {"version": 1,
                  "sites": {"site01": {"registry": "site01-hub:5000"}},
                  "devices": devices,
-                 "rollout": {"waves": self.waves, "salt": self.pick_salt(devices) if self.waves == WAVES else "lab",
+                 "rollout": {"waves": self.waves,
+                             "salt": self.salt or (self.pick_salt(devices) if (self.waves, self.devices) == (WAVES, DEVICES)
+                                                   else "lab"),
                              "soak": 5,
                              "failure_threshold": 10, "min_executed": 1, "unreachable": "fail",
                              "confirm_timeout": CONFIRM_TIMEOUT, "environment": environment}}
@@ -204,7 +211,7 @@ class RolloutLab(object):
         return [g for g in self.listing(device)["generations"] if g["release"] == release and g.get("state") != "staged"]
 
     def assert_all_on(self, release, context=""):
-        for device in DEVICES:
+        for device in self.devices:
             running, state = self.running_release(device)
             assert running == release, (device, context, state)
             assert state["current"] == state["confirmed"] and state["pending"] is None, (device, state)
@@ -224,6 +231,13 @@ class RolloutLab(object):
         for key, secret in SECRETS.items():
             found = any(secret in text for text in texts)  # a boolean: a failing assert must not print the value
             assert not found, "the %s secret is in a play's output or a rollout record" % key
+
+
+def source_manifest(release):
+    """Where a release's manifest is kept: the light ones in tests/support/light, the AI samples in samples/."""
+    if release.startswith("light-"):
+        return os.path.join(REPO, "tests", "support", "light", "releases", release + ".yml")
+    return os.path.join(REPO, "samples", "releases", release + ".yml")
 
 
 def waived(**policy):
