@@ -137,26 +137,102 @@ def rollout_wave_line(wave, plan):
                                             len(names), shown)
 
 
-def rollout_collect(names, hostvars, variable, default=None, active=None, steps=None):
-    """{device: hostvars[device][variable]} for the given devices; ``default`` where it is not set.
+def _reached(result):
+    """A registered result of a task that ran on a reachable device."""
+    return isinstance(result, dict) and not result.get("unreachable") and not result.get("skipped")
 
-    With ``active`` (ansible_play_hosts), a device that dropped out of the play (unreachable) is reported
-    ``unreachable``, keeping the reason and step its result recorded last. ``steps`` ([[variable, step], ...], in
-    order) tells how far such a device got: the step of the last variable it has, set by a reachable task.
+
+def _dropped_out(names, active, out):
+    """A device no longer in the play (``active`` given: ansible_play_hosts) is reported unreachable at its step."""
+    if active is None:
+        return out
+    for name in names:
+        if name not in active:
+            step = out[name].get("step") or "unknown"
+            out[name] = dict(out[name], outcome="unreachable", reason="unreachable (last step: %s)" % step)
+    return out
+
+
+def rollout_staged(names, hostvars, active=None, before="__rollout_before", staged="workloads_staged",
+                   failed="__rollout_stage_failed"):
+    """{device: stage outcome} from what the stage play registered on each device, read once on the controller.
+
+    ``failed`` (set by the stage's rescue) wins; else a device that read its generation (``before``) and published
+    a staged generation (``staged``, the workloads role's result) is staged; else it got as far as its last step.
     """
     out = {}
     for name in names:
         host = hostvars[name] if name in hostvars else {}
-        value = host.get(variable)
-        entry = _plain(value) if value is not None else _plain(default)
-        if active is not None and name not in active and isinstance(entry, dict):
-            step = entry.get("step")
-            for reached, label in steps or []:
-                result = host.get(reached)
-                if isinstance(result, dict) and not result.get("unreachable"):
-                    step = label
-            entry = dict(entry, outcome="unreachable", reason="unreachable (last step: %s)" % (step or "unknown"))
-        out[name] = entry
+        refusal = _plain(host.get(failed))
+        read = _plain(host.get(before))
+        result = _plain(host.get(staged))
+        if isinstance(refusal, dict):
+            out[name] = refusal
+        elif _reached(read) and isinstance(result, dict) and (active is None or name in active):
+            out[name] = {"outcome": "staged", "step": "staged", "previous": read.get("confirmed"),
+                         "generation": result.get("generation")}
+        else:
+            out[name] = {"outcome": "unreachable", "step": "stage" if _reached(read) else "read the running generation"}
+    return _dropped_out(names, active, out)
+
+
+def rollout_switched(names, hostvars, active=None, switch="__rollout_switch", refused="__rollout_refused"):
+    """{device: switch outcome} from what a batch of the wave play registered on each device.
+
+    ``refused`` (set by the wave's rescue: the switch refused its arguments) wins; else the gated switch's result
+    when it has an outcome; a device it could not reach is unreachable, with the connection's message.
+    """
+    out = {}
+    for name in names:
+        host = hostvars[name] if name in hostvars else {}
+        refusal = _plain(host.get(refused))
+        result = _plain(host.get(switch))
+        if isinstance(refusal, dict):
+            out[name] = refusal
+        elif isinstance(result, dict) and "outcome" in result:
+            out[name] = result
+        elif isinstance(result, dict) and result.get("unreachable"):
+            out[name] = {"outcome": "unreachable", "rolled_back": False, "reason": result.get("msg") or "unreachable"}
+        else:
+            out[name] = {"outcome": "unreachable"}
+    return _dropped_out(names, active, out)
+
+
+def rollout_away(outcomes):
+    """The devices of a batch's outcomes that failed or were lost without being rolled back by their switch: each
+    reverts by itself after its confirm timeout, which the settle play waits for."""
+    return sorted(name for name, res in (outcomes or {}).items()
+                  if res.get("outcome") in ("failed", "unreachable") and not res.get("rolled_back"))
+
+
+def rollout_final(names, hostvars, since, end="__rollout_end", rollback="__rollout_settle_rollback"):
+    """{device: where it ended} for the report, from what the settle plays registered on each device.
+
+    ``end`` is generation_info's result (read after a pending switch was confirmed or reverted), ``rollback`` the
+    rollback's (only on the devices settle_rollback.yml rolled back). A device whose ``end`` is missing or skipped was
+    not settled: an empty mapping. Incidents before ``since`` (the attempt's start) belong to earlier rollouts.
+    """
+    out = {}
+    for name in names:
+        host = hostvars[name] if name in hostvars else {}
+        state = _plain(host.get(end))
+        if not isinstance(state, dict) or state.get("skipped"):
+            out[name] = {}
+            continue
+        back = _plain(host.get(rollback))
+        back = back if isinstance(back, dict) else {"skipped": True}
+        back_ok = not back.get("failed", False) and not back.get("unreachable", False)
+        out[name] = {
+            "reachable": not state.get("unreachable", False) and not state.get("failed", False),
+            "current": state.get("current"),
+            "pending": state.get("pending"),
+            "rolled_back": back_ok and not back.get("skipped", False),
+            "rollback_attempted": not back.get("skipped", False),
+            "ok": back_ok,
+            "reason": back.get("msg", ""),
+            "incidents": [i for i in state.get("incidents") or []
+                          if isinstance(i, dict) and str(i.get("time", "")) >= str(since)],
+        }
     return out
 
 
@@ -164,6 +240,7 @@ class FilterModule(object):
     """Rollout filters."""
 
     def filters(self):
-        return {"rollout_policy": rollout_policy, "rollout_plan": rollout_plan, "rollout_collect": rollout_collect,
+        return {"rollout_policy": rollout_policy, "rollout_plan": rollout_plan, "rollout_final": rollout_final, "rollout_staged": rollout_staged,
+                "rollout_switched": rollout_switched, "rollout_away": rollout_away,
                 "rollout_wave_line": rollout_wave_line, "rollout_rollback_hosts": rollout_rollback_hosts,
                 "rollout_schedule": rollout_schedule, "rollout_step": rollout_step}

@@ -88,23 +88,66 @@ def test_wave_line():
     assert f.rollout_wave_line(1, many).endswith("d00, d01, d02, d03, d04, d05, d06, d07 and 2 more")
 
 
-def test_collect_reports_hosts_out_of_the_play_as_unreachable_with_their_last_step():
-    hv = {"a1": {"r": {"outcome": "confirmed", "step": "confirmed"}},
-          "a2": {"r": {"outcome": "failed", "step": "switch"}}, "a3": {}}
-    out = f.rollout_collect(["a1", "a2", "a3"], hv, "r", {"outcome": "unreachable"}, active=["a1", "a3"])
-    assert out["a1"]["outcome"] == "confirmed"
-    assert out["a2"] == {"outcome": "unreachable", "step": "switch", "reason": "unreachable (last step: switch)"}
-    assert out["a3"] == {"outcome": "unreachable"}
+def test_staged_reads_each_device_from_what_it_registered():
+    staged = {"generation": 7, "health_checks": []}
+    hv = {"ok": {"__rollout_before": {"confirmed": 6, "current": 6}, "workloads_staged": staged},
+          "refused": {"__rollout_before": {"confirmed": 6}, "__rollout_stage_failed": {
+              "outcome": "stage-failed", "step": "stage", "previous": 6, "reason": "digest not found"}},
+          "lost-staging": {"__rollout_before": {"confirmed": 2}},
+          "lost-reading": {"__rollout_before": {"unreachable": True, "msg": "timeout"}},
+          "stale": {"__rollout_before": {"confirmed": 1}, "workloads_staged": staged},  # from an earlier play
+          "never": {}}
+    out = f.rollout_staged(sorted(hv), hv, active=["ok", "refused", "never"])
+    assert out["ok"] == {"outcome": "staged", "step": "staged", "previous": 6, "generation": 7}
+    assert out["refused"]["outcome"] == "stage-failed" and out["refused"]["reason"] == "digest not found"
+    assert out["lost-staging"] == {"outcome": "unreachable", "step": "stage", "reason": "unreachable (last step: stage)"}
+    assert out["lost-reading"]["reason"] == "unreachable (last step: read the running generation)"
+    assert out["stale"]["outcome"] == "unreachable"  # out of the play: its staged fact is not this run's
+    assert out["never"] == {"outcome": "unreachable", "step": "read the running generation"}
 
 
-def test_collect_tells_how_far_a_host_that_dropped_out_got_from_the_steps_it_reached():
-    note = {"outcome": "unreachable", "step": "read the running generation"}
-    hv = {"b1": {"note": note}, "b2": {"note": note, "before": {"current": 3}},
-          "b3": {"note": note, "before": {"unreachable": True, "msg": "timeout"}}}
-    out = f.rollout_collect(["b1", "b2", "b3"], hv, "note", active=[], steps=[["before", "stage"]])
-    assert out["b1"]["reason"] == "unreachable (last step: read the running generation)"
-    assert out["b2"]["reason"] == "unreachable (last step: stage)"  # it read its generation, then was lost
-    assert out["b3"]["reason"] == "unreachable (last step: read the running generation)"  # lost while reading
+def test_switched_reads_each_device_from_its_switch_or_its_refusal():
+    hv = {"ok": {"__rollout_switch": {"outcome": "confirmed", "switched": True, "started": "t0"}},
+          "bad": {"__rollout_switch": {"outcome": "failed", "rolled_back": True, "reason": "gate"}},
+          "cut": {"__rollout_switch": {"unreachable": True, "msg": "ssh: timeout"}},
+          "refused": {"__rollout_switch": {"failed": True, "msg": "probes[0].port"},
+                      "__rollout_refused": {"outcome": "failed", "switched": False, "reason": "refused: probes[0].port"}},
+          "gone": {"__rollout_switch": {"outcome": "failed", "step": "soak"}},
+          "none": {}}
+    out = f.rollout_switched(sorted(hv), hv, active=["ok", "bad", "cut", "refused", "none"])
+    assert out["ok"]["outcome"] == "confirmed" and out["ok"]["started"] == "t0"
+    assert out["cut"] == {"outcome": "unreachable", "rolled_back": False, "reason": "ssh: timeout"}
+    assert out["refused"]["reason"] == "refused: probes[0].port"
+    assert out["gone"] == {"outcome": "unreachable", "step": "soak", "reason": "unreachable (last step: soak)"}
+    assert out["none"] == {"outcome": "unreachable"}
+    # Those the settle plays wait for: failed or lost, and not rolled back by their own switch.
+    assert f.rollout_away(out) == ["cut", "gone", "none", "refused"]
+
+
+def test_final_reads_where_each_device_ended_from_its_settle_results():
+    since = "2026-12-03T10:00:00Z"
+    old = {"time": "2026-12-01T08:00:00Z", "kind": "rollback"}
+    new = {"time": "2026-12-03T10:05:00Z", "kind": "gate-failed"}
+    end = {"changed": False, "current": 4, "pending": None, "incidents": [old, new, "not a mapping"]}
+    hv = {
+        "ok": {"__rollout_end": end},  # confirmed, not rolled back (no rollback registered)
+        "back": {"__rollout_end": dict(end, current=3), "__rollout_settle_rollback": {"changed": True}},
+        "refused": {"__rollout_end": end, "__rollout_settle_rollback": {"failed": True, "msg": "no generation 3"}},
+        "away": {"__rollout_end": {"unreachable": True, "msg": "timeout"},
+                 "__rollout_settle_rollback": {"unreachable": True, "msg": "timeout"}},
+        "slow": {"__rollout_end": {"failed": True, "pending": 5, "current": 4}},
+        "pinned": {"__rollout_end": {"skipped": True, "changed": False}},
+        "never": {},
+    }
+    out = f.rollout_final(sorted(hv) + ["unknown"], hv, since)
+    assert out["ok"] == {"reachable": True, "current": 4, "pending": None, "rolled_back": False,
+                         "rollback_attempted": False, "ok": True, "reason": "", "incidents": [new]}
+    assert out["back"]["rolled_back"] and out["back"]["rollback_attempted"] and out["back"]["current"] == 3
+    assert out["refused"]["rolled_back"] is False and out["refused"]["ok"] is False
+    assert out["refused"]["reason"] == "no generation 3" and out["refused"]["rollback_attempted"]
+    assert out["away"]["reachable"] is False and out["away"]["ok"] is False and out["away"]["incidents"] == []
+    assert out["slow"]["reachable"] is False and out["slow"]["pending"] == 5
+    assert out["pinned"] == {} and out["never"] == {} and out["unknown"] == {}
 
 
 def schedule_plan():
