@@ -13,14 +13,14 @@ every device is ``ansible_connection: local`` and what would run on it answers a
   role edgeops.fleet.workloads   staged as generation 2 (its controller-side validate.yml stays the real one)
 
 Everything else is the collection's own: the fleet inventory plugin on a fleet file of N devices (12 per site), the
-six plays of playbooks/rollout.yml, the rollout role, rollout_record and the filters. The stand-ins live in a
+seven plays of playbooks/rollout.yml, the rollout role, rollout_record and the filters. The stand-ins live in a
 temporary copy of the collection (symlinks to this checkout, the four replaced files written there).
 
 Printed per run: wall time, controller CPU (ansible-playbook and every worker it forked: RUSAGE_CHILDREN of a
 wrapper process), peak RSS (the largest of those processes), and CPU seconds per 1,000 devices. With --compare REV
-the same is measured for the rollout role and playbook of git revision REV (for example the one before waves ran in
-batches) at --compare-devices devices and waves of at most --forks devices (REV may refuse larger ones), side by side
-with this checkout on the same fleet.
+the same is measured for the rollout role, playbook and filters of git revision REV (for example the one before
+waves ran in batches) at --compare-devices devices and waves of at most --forks devices (REV may refuse larger ones),
+side by side with this checkout on the same fleet.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -79,13 +79,13 @@ print(json.dumps({"rc": proc.returncode, "wall": time.perf_counter() - start,
 
 def overlay(root, revision=None):
     """A collection tree under root: symlinks to this checkout, the stand-ins written, and with ``revision`` the
-    rollout role and playbook of that git revision instead of this checkout's."""
+    rollout role, playbook and filters of that git revision instead of this checkout's."""
     tree = os.path.join(root, "ansible_collections", "edgeops", "fleet")
     os.makedirs(tree)
     replaced = set(STAND_INS)
     if revision:
         listing = subprocess.run(["git", "ls-tree", "-r", "--name-only", revision, "roles/rollout",
-                                  "playbooks/rollout.yml"], cwd=REPO, capture_output=True, text=True, check=True)
+                                  "playbooks/rollout.yml", "plugins/filter/rollout.py"], cwd=REPO, capture_output=True, text=True, check=True)
         replaced |= set(listing.stdout.split())
 
     def link(relative):

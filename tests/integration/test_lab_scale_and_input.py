@@ -2,9 +2,9 @@
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 """A lab over two sites, a resize, and bad input refused before anything starts.
 
-Ten devices and two hubs: enough for two sites, their groups and a resize that removes hosts, networks and
-volumes. It was 20 devices; booting 22 systemd containers took 290 s of the suite on 2 CPUs beside the other labs
-and slowed them all, and proved nothing about the lab that 12 do not (fleet scale is benchmarks/, not this test).
+Six devices and two hubs: enough for two sites, their groups and a resize that removes hosts, networks and
+volumes. It was 20 devices, then 10; booting 22 systemd containers took 290 s of the suite on 2 CPUs beside the other
+labs and slowed them all. Ten devices boot (and roll out) in test_rollout_scale.py; fleet scale is benchmarks/.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -27,17 +27,17 @@ def lab_vars(tmp_path):
     assert docker_names("container", LAB) == []
 
 
-def test_ten_devices_on_two_sites_then_shrink(lab_vars):
+def test_six_devices_on_two_sites_then_shrink(lab_vars):
     names, inventory = lab_vars
     up = ansible("ansible-playbook", "playbooks/lab/up.yml", *names,
-                 "-e", "lab_sites=2", "-e", "lab_devices_per_site=5")
+                 "-e", "lab_sites=2", "-e", "lab_devices_per_site=3")
     assert up.rc == 0, up.out
     data = inventory_hosts(inventory)
-    assert len(data["edge_devices"]["hosts"]) == 10
-    assert len(data["site02"]["hosts"]) == 6
+    assert len(data["edge_devices"]["hosts"]) == 6
+    assert len(data["site02"]["hosts"]) == 4
     ping = ansible("ansible", "-i", inventory, "all", "-m", "ansible.builtin.ping")
     assert ping.rc == 0, ping.out
-    assert ping.out.count("SUCCESS") == 12
+    assert ping.out.count("SUCCESS") == 8
 
     shrink = ansible("ansible-playbook", "playbooks/lab/up.yml", *names,
                      "-e", "lab_sites=1", "-e", "lab_devices_per_site=2")
