@@ -43,6 +43,9 @@ from concurrent.futures import ThreadPoolExecutor
 
 import yaml
 
+# The wrapper that measures one Ansible run (its CPU, the largest peak RSS), shared with the controller benchmark.
+from rollout_controller import WRAPPER  # benchmarks/ is on sys.path when run as a script
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BIN = os.path.dirname(sys.executable)
 LAB = "edgeops-rbench"
@@ -69,16 +72,6 @@ WORKLOADS = {
                    "except Exception:\n"
                    "    sys.exit(1)\n"]},
 }
-# Runs an Ansible tool as its child and prints the child's wall time, CPU (RUSAGE_CHILDREN: the tool, its forked
-# workers and the ssh clients they waited for) and the largest of those processes' peak RSS.
-WRAPPER = """
-import json, resource, subprocess, sys, time
-start = time.perf_counter()
-proc = subprocess.run(sys.argv[2:], stdout=open(sys.argv[1], "w"), stderr=subprocess.STDOUT, check=False)
-usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-print(json.dumps({"rc": proc.returncode, "wall": time.perf_counter() - start,
-                  "cpu": usage.ru_utime + usage.ru_stime, "rss_mb": usage.ru_maxrss / 1024.0}))
-"""
 # Plain's clean slate: nothing of the generations left running, no image left (so both pull the same).
 CLEAN = ("docker compose -p edgeops down --remove-orphans --timeout 5 >/dev/null 2>&1; "
          "ids=$(docker ps -aq); [ -z \"$ids\" ] || docker rm -f $ids >/dev/null; "

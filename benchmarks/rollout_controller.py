@@ -67,7 +67,7 @@ STAND_INS = {
 }
 
 # Run in a wrapper process: the children's CPU and the largest child's RSS, for one ansible-playbook run.
-_WRAPPER = """
+WRAPPER = """
 import json, resource, subprocess, sys, time
 start = time.perf_counter()
 proc = subprocess.run(sys.argv[2:], stdout=open(sys.argv[1], "w"), stderr=subprocess.STDOUT, check=False)
@@ -165,7 +165,7 @@ def measure(work, label, devices, waves, forks, revision=None):
                               "rollout_record_dir": os.path.join(root, "records"),
                               "rollout_approvals_dir": os.path.join(root, "approvals")})]
     log = os.path.join(root, "run.log")
-    proc = subprocess.run([sys.executable, "-c", _WRAPPER, log] + argv, cwd=root, env=env, capture_output=True,
+    proc = subprocess.run([sys.executable, "-c", WRAPPER, log] + argv, cwd=root, env=env, capture_output=True,
                           text=True, check=True)
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     record = {"devices": {}, "waves": []}
