@@ -198,13 +198,6 @@ def rollout_switched(names, hostvars, active=None, switch="__rollout_switch", re
     return _dropped_out(names, active, out)
 
 
-def rollout_away(outcomes):
-    """The devices of a batch's outcomes that failed or were lost without being rolled back by their switch: each
-    reverts by itself after its confirm timeout, which the settle play waits for."""
-    return sorted(name for name, res in (outcomes or {}).items()
-                  if res.get("outcome") in ("failed", "unreachable") and not res.get("rolled_back"))
-
-
 def rollout_final(names, hostvars, since, end="__rollout_end", rollback="__rollout_settle_rollback"):
     """{device: where it ended} for the report, from what the settle plays registered on each device.
 
@@ -241,6 +234,6 @@ class FilterModule(object):
 
     def filters(self):
         return {"rollout_policy": rollout_policy, "rollout_plan": rollout_plan, "rollout_final": rollout_final, "rollout_staged": rollout_staged,
-                "rollout_switched": rollout_switched, "rollout_away": rollout_away,
+                "rollout_switched": rollout_switched,
                 "rollout_wave_line": rollout_wave_line, "rollout_rollback_hosts": rollout_rollback_hosts,
                 "rollout_schedule": rollout_schedule, "rollout_step": rollout_step}

@@ -221,6 +221,13 @@ def record_wave(record, wave, results, started, now, batch=None):
     return decision, reason
 
 
+def away(results):
+    """The devices of a batch's outcomes that failed or were lost without their switch rolling them back: each reverts
+    by itself after its confirm timeout, which the rollout's settle plays wait for (on those devices only)."""
+    return sorted(name for name, res in results.items()
+                  if res.get("outcome", "unreachable") in ("failed", "unreachable") and not res.get("rolled_back"))
+
+
 def budget(record):
     """(failed, executed) over the whole rollout, per the unreachable policy."""
     policy = record["policy"]

@@ -143,6 +143,13 @@ decision:
   description: C(continue), C(abort) or C(pause) after O(step=stage) or O(step=wave).
   returned: when O(step) is stage or wave
   type: str
+away:
+  description:
+    - The devices of this wave (or batch) that failed or were lost without their switch rolling them back; each
+      reverts by itself after its confirm timeout.
+  returned: when O(step) is wave
+  type: list
+  elements: str
 reason:
   description: One line saying why the rollout aborted or paused (empty to continue).
   returned: when O(step) is stage, wave, finish or rolled_back
@@ -279,6 +286,7 @@ def main():
             results = ro.check_results(record, p["results"])
             result["decision"], result["reason"] = ro.record_wave(record, p["wave"], results, p["wave_started"] or now,
                                                                   now, batch=p["batch"])
+            result["away"] = ro.away(results)
         else:
             since = len(record["incidents"])
             if p["step"] == "finish":

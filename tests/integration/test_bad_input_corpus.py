@@ -87,6 +87,26 @@ def test_a_malformed_release_is_refused_by_the_rollout_before_any_device(tmp_pat
     assert not (tmp_path / "records").exists() or not os.listdir(str(tmp_path / "records")), "a record was begun"
 
 
+@pytest.mark.parametrize("site02_secrets, expected", [
+    ({"other": "x"}, "site site02 (device site02-dev01): secret(s) dashboard_token are read by workloads but have no "
+                     "value in workloads_secrets"),
+    ("not-a-mapping", "site site02 (device site02-dev01): workloads_secrets must be a mapping"),
+], ids=["secret-missing", "secrets-not-a-mapping"])
+def test_every_target_site_is_checked_for_the_secrets_the_release_reads(tmp_path, site02_secrets, expected):
+    """Not only the first site: site02's devices lack a value for a secret the release reads (demo's
+    dashboard_token), which site01's have; refused naming the site, before any device and with no value shown."""
+    fleet = yaml.safe_load(yaml.safe_dump(FLEET))
+    fleet["sites"]["site01"]["vars"] = {"workloads_secrets": {"dashboard_token": "corpus-token-site01"}}
+    fleet["sites"]["site02"] = {"registry": "site02-hub:5000", "vars": {"workloads_secrets": site02_secrets}}
+    fleet["devices"]["site02-dev01"] = {"site": "site02", "address": "192.0.2.21"}
+    path = write_manifest(tmp_path, "demo", yaml.safe_dump(RELEASE))
+    run = ansible("ansible-playbook", "-i", write_fleet(tmp_path, yaml.safe_dump(fleet)), "playbooks/rollout.yml",
+                  "-e", "rollout_release_file=" + path, "-e", "rollout_record_dir=%s" % (tmp_path / "records"),
+                  "-e", "rollout_approvals_dir=%s" % (tmp_path / "approvals"))
+    assert_refused_untouched(run, "demo.yml", expected)
+    assert "corpus-token-site01" not in run.out
+
+
 @pytest.mark.parametrize("name, text, expected", MANIFESTS, ids=[m[0] for m in MANIFESTS])
 def test_a_malformed_release_is_refused_by_site_yml_in_its_first_play(tmp_path, name, text, expected):
     fleet = write_fleet(tmp_path, yaml.safe_dump(FLEET))

@@ -12,6 +12,7 @@ import pytest
 from ansible.errors import AnsibleFilterError
 
 from ansible_collections.edgeops.fleet.plugins.filter import rollout as f
+from ansible_collections.edgeops.fleet.plugins.module_utils import _rollout as ro
 
 
 def published(**rollout):
@@ -120,8 +121,9 @@ def test_switched_reads_each_device_from_its_switch_or_its_refusal():
     assert out["refused"]["reason"] == "refused: probes[0].port"
     assert out["gone"] == {"outcome": "unreachable", "step": "soak", "reason": "unreachable (last step: soak)"}
     assert out["none"] == {"outcome": "unreachable"}
-    # Those the settle plays wait for: failed or lost, and not rolled back by their own switch.
-    assert f.rollout_away(out) == ["cut", "gone", "none", "refused"]
+    # Those the settle plays wait for (rollout_record returns them after the wave step): failed or lost, and not
+    # rolled back by their own switch.
+    assert ro.away(out) == ["cut", "gone", "none", "refused"]
 
 
 def test_final_reads_where_each_device_ended_from_its_settle_results():

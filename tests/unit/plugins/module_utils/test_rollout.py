@@ -111,6 +111,15 @@ def test_a_wave_in_batches_stops_at_the_batch_that_exceeds_the_budget():
     assert [(w["wave"], w.get("batch")) for w in record["waves"]] == [(0, None), (1, None), (2, "1/3"), (2, "2/3")]
     assert record["devices"]["dev10"]["outcome"] == "staged"  # the last batch never switched
     assert "  wave 2 batch 2/3: 2 device(s) in 0 s, confirmed 1, failed 1 -> abort" in ro.summary(record)
+    # Nothing to wait for: the failed device's own switch rolled it back.
+    assert ro.away(second) == []
+
+
+def test_away_is_what_failed_or_was_lost_without_its_switch_rolling_it_back():
+    results = {"ok": {"outcome": "confirmed"}, "back": {"outcome": "failed", "rolled_back": True},
+               "stuck": {"outcome": "failed", "rolled_back": False}, "cut": {"outcome": "unreachable"},
+               "silent": {}}
+    assert ro.away(results) == ["cut", "silent", "stuck"]
 
 
 def test_unreachable_devices_count_or_pause_per_policy():
