@@ -93,6 +93,24 @@ def check_approval(approval, release, manifest_sha256, environment, waived, appr
             "environment": environment}
 
 
+def awx_workflow_approval(awx, release, environment):
+    """The approval of an AWX workflow's approval node: the rollout job runs only after a person approved it there.
+
+    ``awx`` carries the variables AWX gives a job a workflow started (awx_workflow_job_id, awx_workflow_job_name,
+    awx_user_name); AWX keeps who approved the node (its workflow approvals), jobs are not told. A job template
+    that takes no extra variables on launch cannot be given these by its user, which is what makes them evidence.
+    """
+    job_id = str((awx or {}).get("workflow_job_id") or "").strip()
+    if not re.match(r"^[1-9][0-9]{0,18}$", job_id):
+        raise RolloutError("rollout_approval_from=awx_workflow: release %s may go to %s only from an AWX workflow after "
+                           "its approval node, and this job was not started by one (awx_workflow_job_id is %s)"
+                           % (release, environment, "not set" if not job_id else "not a job id: %r" % job_id))
+    return {"waived": False, "via": "awx-workflow", "workflow_job_id": int(job_id),
+            "workflow_job_name": str(awx.get("workflow_job_name") or ""),
+            "approver": "approval node of AWX workflow job %s" % job_id,
+            "launched_by": str(awx.get("launched_by") or ""), "environment": environment}
+
+
 # ---- the record ------------------------------------------------------------------------------------------
 
 def new_record(rollout_id, release, manifest, manifest_sha256, policy, devices, now):

@@ -60,6 +60,13 @@ options:
     description: Waive the approval lock (refused in C(production)); for lab and development fleets.
     type: bool
     default: false
+  awx_workflow:
+    description:
+      - O(step=start) - take the approval from the approval node of the AWX workflow that started this job instead of
+        the approval lock - C(workflow_job_id), C(workflow_job_name) and C(launched_by), from the variables AWX gives
+        the job (C(awx_workflow_job_id), C(awx_workflow_job_name), C(awx_user_name)). Refused without a workflow job id.
+      - Evidence only where the job template takes no extra variables on launch (AWX then sets them, not the user).
+    type: dict
   rollout_action:
     description: With O(step=start) - C(start) a rollout (or re-run a finished one), C(resume) a paused or aborted one,
       or C(rollback) every device it switched.
@@ -231,6 +238,7 @@ def main():
             approver=dict(type="str"),
             environment=dict(type="str", default="production"),
             approval_waived=dict(type="bool", default=False),
+            awx_workflow=dict(type="dict"),
             rollout_action=dict(type="str", default="start", choices=["start", "resume", "rollback"]),
             policy=dict(type="dict"),
             devices=dict(type="dict"),
@@ -268,7 +276,9 @@ def main():
         result.update(path=path, stats_key=ro.stats_key(rollout_id))
         if p["step"] == "start":
             approval = None
-            if p["rollout_action"] != "rollback":
+            if p["rollout_action"] != "rollback" and p["awx_workflow"] is not None:
+                approval = ro.awx_workflow_approval(p["awx_workflow"], p["release"], p["environment"])
+            elif p["rollout_action"] != "rollback":
                 approvals = os.path.join(p["approvals_dir"], "%s.json" % p["release"])
                 approval = ro.check_approval(_read_json(approvals), p["release"], manifest_sha256, p["environment"],
                                              p["approval_waived"], approvals)

@@ -12,6 +12,7 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import json
 import os
 
 import pytest
@@ -105,6 +106,56 @@ def test_every_target_site_is_checked_for_the_secrets_the_release_reads(tmp_path
                   "-e", "rollout_approvals_dir=%s" % (tmp_path / "approvals"))
     assert_refused_untouched(run, "demo.yml", expected)
     assert "corpus-token-site01" not in run.out
+
+
+def test_a_release_is_checked_before_its_approval_and_the_rollout_still_waits_for_one(tmp_path):
+    """playbooks/rollout_validate.yml (the AWX workflow's node before its approval) checks a production rollout and
+    shows its plan with no approval given, writing nothing; playbooks/rollout.yml then refuses to start without one."""
+    fleet = yaml.safe_load(yaml.safe_dump(FLEET))
+    fleet["rollout"] = {"waves": [1, "100%"], "environment": "production", "soak": 5}
+    fleet["sites"]["site01"]["vars"] = {"workloads_secrets": {"dashboard_token": "corpus-token-site01"}}
+    inventory = write_fleet(tmp_path, yaml.safe_dump(fleet))
+    path = write_manifest(tmp_path, "demo", yaml.safe_dump(RELEASE))
+    state = ["-e", "rollout_record_dir=%s" % (tmp_path / "records"), "-e", "rollout_approvals_dir=%s" % (tmp_path / "approvals"),
+             "-e", "rollout_check_registries=false"]
+    run = ansible("ansible-playbook", "-i", inventory, "playbooks/rollout_validate.yml", "-e", "rollout_release_file=" + path,
+                  *state)
+    flat = " ".join(run.out.split())
+    assert run.rc == 0, run.out[-3000:]
+    assert "release %s to 2 device(s)" % RELEASE["release"] in flat, run.out[-3000:]
+    assert "site01-dev01" in flat and "site01-dev02" in flat, run.out[-3000:]  # the waves' devices
+    assert "UNREACHABLE" not in run.out and not (tmp_path / "records").exists() and not (tmp_path / "approvals").exists()
+    assert "corpus-token-site01" not in run.out
+
+    run = ansible("ansible-playbook", "-i", inventory, "playbooks/rollout.yml", "-e", "rollout_release_file=" + path, *state)
+    assert_refused_untouched(run, "approvals", "is not approved for production")
+
+
+def test_the_approval_of_an_awx_workflow_is_taken_only_from_a_job_a_workflow_started(tmp_path):
+    """rollout_approval_from=awx_workflow (extensions/awx/'s rollout node): refused without the variables AWX gives a
+    job its workflow started, before any device; with them, the record names the workflow job as the approval."""
+    fleet = yaml.safe_load(yaml.safe_dump(FLEET))
+    fleet["rollout"] = {"waves": [1, "100%"], "environment": "production", "soak": 5}
+    fleet["sites"]["site01"]["vars"] = {"workloads_secrets": {"dashboard_token": "corpus-token-site01"}}
+    inventory = write_fleet(tmp_path, yaml.safe_dump(fleet))
+    path = write_manifest(tmp_path, "demo", yaml.safe_dump(RELEASE))
+    args = ["-i", inventory, "playbooks/rollout.yml", "-e", "rollout_release_file=" + path,
+            "-e", "rollout_record_dir=%s" % (tmp_path / "records"), "-e", "rollout_approvals_dir=%s" % (tmp_path / "approvals"),
+            "-e", "rollout_check_registries=false", "-e", "rollout_approval_from=awx_workflow"]
+    run = ansible("ansible-playbook", *args)
+    assert_refused_untouched(run, "rollout_approval_from=awx_workflow", "this job was not started by one "
+                             "(awx_workflow_job_id is not set)")
+
+    # AWX's variables of a workflow's job; the TEST-NET devices then fail the stage unreachable (timeout 1 s).
+    run = ansible("ansible-playbook", *(args + ["-e", "awx_workflow_job_id=4711", "-e", "awx_user_name=alice", "-e",
+                                               '{"awx_workflow_job_name": "edgeops.fleet rollout with approval"}',
+                                               "-e", "ansible_timeout=1", "-e", "rollout_revert_wait=0"]))
+    assert "approved by the approval node of AWX workflow job 4711 (edgeops.fleet rollout with approval, launched by " \
+           "alice)" in " ".join(run.out.split()), run.out[-3000:]
+    with open(str(tmp_path / "records" / (RELEASE["release"] + ".json"))) as handle:
+        approval = json.load(handle)["approval"]
+    assert approval["via"] == "awx-workflow" and approval["workflow_job_id"] == 4711 and approval["launched_by"] == "alice"
+    assert not (tmp_path / "approvals").exists()
 
 
 @pytest.mark.parametrize("name, text, expected", MANIFESTS, ids=[m[0] for m in MANIFESTS])

@@ -60,6 +60,20 @@ def test_the_approval_lock():
         ro.approval_entry("r2", "a" * 64, " ", T0)
 
 
+def test_the_approval_of_an_awx_workflow_needs_the_workflow_job_that_started_this_one():
+    approval = ro.awx_workflow_approval({"workflow_job_id": "4711", "workflow_job_name": "edgeops.fleet rollout with approval",
+                                         "launched_by": "alice"}, "r2", "production")
+    assert approval == {"waived": False, "via": "awx-workflow", "workflow_job_id": 4711,
+                        "workflow_job_name": "edgeops.fleet rollout with approval",
+                        "approver": "approval node of AWX workflow job 4711", "launched_by": "alice",
+                        "environment": "production"}
+    for awx, said in [({}, "is not set"), ({"workflow_job_id": ""}, "is not set"), (None, "is not set"),
+                      ({"workflow_job_id": "12; rm"}, "not a job id: '12; rm'"), ({"workflow_job_id": "0"}, "not a job id")]:
+        with pytest.raises(ro.RolloutError, match="release r2 may go to production only from an AWX workflow") as err:
+            ro.awx_workflow_approval(awx, "r2", "production")
+        assert said in str(err.value)
+
+
 def test_a_good_rollout_continues_through_every_wave():
     record = staged(started())
     assert ro.decide_after_stage(record) == ("continue", "")
