@@ -147,9 +147,9 @@ def test_the_approval_of_an_awx_workflow_is_taken_only_from_a_job_a_workflow_sta
                              "(awx_workflow_job_id is not set)")
 
     # AWX's variables of a workflow's job; the TEST-NET devices then fail the stage unreachable (timeout 1 s).
-    run = ansible("ansible-playbook", *(args + ["-e", "awx_workflow_job_id=4711", "-e", "awx_user_name=alice", "-e",
-                                               '{"awx_workflow_job_name": "edgeops.fleet rollout with approval"}',
-                                               "-e", "ansible_timeout=1", "-e", "rollout_revert_wait=0"]))
+    awx = ["-e", "awx_workflow_job_id=4711", "-e", "awx_user_name=alice",
+           "-e", '{"awx_workflow_job_name": "edgeops.fleet rollout with approval"}']
+    run = ansible("ansible-playbook", *(args + awx + ["-e", "ansible_timeout=1", "-e", "rollout_revert_wait=0"]))
     assert "approved by the approval node of AWX workflow job 4711 (edgeops.fleet rollout with approval, launched by " \
            "alice)" in " ".join(run.out.split()), run.out[-3000:]
     with open(str(tmp_path / "records" / (RELEASE["release"] + ".json"))) as handle:

@@ -61,7 +61,7 @@ def test_build_install_and_list(installed):
 def test_an_execution_environment_gets_the_run_time_requirements_only(installed, tmp_path):
     """ansible-builder's own introspection of the installed tarball (what `ansible-builder build` runs inside the
     image) finds meta/execution-environment.yml's Python and system packages, and none of the development pins."""
-    collections, _, env = installed
+    collections, env = installed[0], installed[2]
     out = run([os.path.join(BIN, "ansible-builder"), "introspect", str(collections / "collections")],
               cwd=str(tmp_path), env=env)
     found = yaml.safe_load(out[out.index("python:"):]) if "python:" in out else {}
