@@ -173,6 +173,9 @@ def rollout_staged(names, hostvars, active=None, before="__rollout_before", stag
                          "generation": result.get("generation")}
         else:
             out[name] = {"outcome": "unreachable", "step": "stage" if _reached(read) else "read the running generation"}
+            if isinstance(read, dict) and read.get("unreachable"):
+                # Kept in the play (ignore_unreachable), so that a stage no device reached still closes the record.
+                out[name]["reason"] = "unreachable (last step: read the running generation): %s" % str(read.get("msg", ""))[:200]
     return _dropped_out(names, active, out)
 
 

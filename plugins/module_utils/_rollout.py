@@ -111,6 +111,47 @@ def awx_workflow_approval(awx, release, environment):
             "launched_by": str(awx.get("launched_by") or ""), "environment": environment}
 
 
+# ---- the lock: one controller at a time drives a device's rollout ------------------------------------------
+# A rollout holds its target devices from its start until its record is closed (finish or rolled_back): a second
+# rollout that wants any of them - another release, an A/B arm on the same devices, the same rollout from a second
+# controller - is refused. A lock its controller left behind (killed mid-run) stays until it is broken explicitly,
+# and the break is recorded in the record of the rollout that broke it.
+
+def lock_entry(rollout_id, release, devices, holder, now):
+    return {"rollout": rollout_id, "release": release, "devices": sorted(devices), "since": now, "holder": holder or {}}
+
+
+def lock_conflicts(held, rollout_id, devices):
+    """[(lock, devices it shares with ``devices``)] of the held locks this rollout may not run beside."""
+    wanted = set(devices)
+    conflicts = []
+    for entry in held:
+        shared = sorted(wanted & set(entry.get("devices") or []))
+        if entry.get("rollout") == rollout_id or shared:
+            conflicts.append((entry, shared))
+    return conflicts
+
+
+def describe_holder(entry):
+    holder = entry.get("holder") or {}
+    parts = ["since %s" % entry.get("since", "?")]
+    parts += ["%s %s" % (key, holder[key]) for key in ("controller", "user", "awx_job_id") if holder.get(key)]
+    return "rollout %s of %s (%s)" % (entry.get("rollout"), entry.get("release"), ", ".join(parts))
+
+
+def lock_refusal(conflicts, lock_dir):
+    held = "; ".join("%s holds %s" % (describe_holder(entry), ", ".join(shared[:5]) + (
+        " and %d more" % (len(shared) - 5) if len(shared) > 5 else "") if shared else "this rollout's id")
+        for entry, shared in conflicts)
+    return RolloutError("another rollout is running on these devices: %s. Wait for it to end; if its controller "
+                        "stopped without closing it, break its lock with rollout_break_lock=%s (recorded; lock files "
+                        "in %s)" % (held, conflicts[0][0].get("rollout"), lock_dir))
+
+
+def lock_break(entry, holder, now):
+    return {"broken_at": now, "by": holder or {}, "lock": entry}
+
+
 # ---- the record ------------------------------------------------------------------------------------------
 
 def new_record(rollout_id, release, manifest, manifest_sha256, policy, devices, now):

@@ -19,7 +19,9 @@ description:
     C(edgeops.fleet.rollout) playbook; run it on the controller (C(delegate_to=localhost), C(run_once)).
   - O(step=approve) releases the approval lock of a release manifest (who and when, bound to the manifest's sha256).
   - O(step=start) checks the approval (or its waiver outside production) and begins an attempt - a new rollout, a
-    re-run, a resume of a paused or aborted one, or a whole rollback.
+    re-run, a resume of a paused or aborted one, or a whole rollback - and takes the lock of its devices
+    (C(<record_dir>/running/<rollout id>.json)) - a rollout that wants a device another running rollout holds is
+    refused, naming it. O(step=finish) and O(step=rolled_back) release it.
   - O(step=stage) and O(step=wave) merge device outcomes and return the fleet-wide failure-budget decision
     (C(continue), C(abort) or C(pause)) with a one-line reason; every failure becomes an incident.
   - O(step=finish) and O(step=rolled_back) close the attempt and return the human summary, the Alertmanager
@@ -67,6 +69,15 @@ options:
         the job (C(awx_workflow_job_id), C(awx_workflow_job_name), C(awx_user_name)). Refused without a workflow job id.
       - Evidence only where the job template takes no extra variables on launch (AWX then sets them, not the user).
     type: dict
+  holder:
+    description: O(step=start) - who drives this rollout, kept in its lock (C(user), C(awx_job_id)); the controller's
+      host name is added.
+    type: dict
+  break_lock:
+    description:
+      - O(step=start) - the rollout id whose lock to break first, when its controller stopped without closing it; the
+        broken lock is recorded in this rollout's record (C(lock_breaks)). A rollout that holds no lock is refused.
+    type: str
   rollout_action:
     description: With O(step=start) - C(start) a rollout (or re-run a finished one), C(resume) a paused or aborted one,
       or C(rollback) every device it switched.
@@ -108,7 +119,9 @@ attributes:
     support: none
     description: Each step appends to the record (an attempt, a wave, incidents); O(step=approve) is idempotent.
 notes:
-  - One controller drives a rollout at a time; the record is replaced atomically at every step.
+  - One controller drives a rollout at a time (the lock); the record is replaced atomically at every step.
+  - The lock is taken under an exclusive C(flock) of C(<record_dir>/running/.lock), so two controllers starting at once
+    are ordered; the record directory may be shared by jobs (AWX) but must support C(flock).
 seealso:
   - module: edgeops.fleet.health_check
   - module: edgeops.fleet.generation
@@ -185,15 +198,23 @@ rollback_targets:
       generation - all of them after O(rollout_action=rollback), the confirmed ones otherwise (an abort rolls them back).
   returned: always except O(step=approve)
   type: dict
+lock_broken:
+  description: The lock O(break_lock) broke (who held it, since when, its devices), also appended to the record's C(lock_breaks).
+  returned: when O(step=start) broke a lock
+  type: dict
 stats:
   description: Status, release, reason, counts per outcome and the record's path, for C(set_stats).
   returned: when O(step) is finish or rolled_back
   type: dict
 """
 
+import contextlib
+import fcntl
+import glob
 import hashlib
 import json
 import os
+import socket
 import tempfile
 
 from ansible.module_utils.basic import AnsibleModule
@@ -226,6 +247,48 @@ def _write_json(path, data):
     os.rename(tmp, path)
 
 
+@contextlib.contextmanager
+def _exclusive(directory):
+    """An exclusive flock on <directory>/.lock: one controller at a time reads and changes the locks."""
+    if not os.path.isdir(directory):
+        os.makedirs(directory, 0o700)
+    fd = os.open(os.path.join(directory, ".lock"), os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+def _take_lock(lock_dir, rollout_id, release, devices, holder, break_lock, now):
+    """Take this rollout's lock (breaking break_lock's first); the broken lock, or None."""
+    broken = None
+    with _exclusive(lock_dir):
+        held = [entry for entry in (_read_json(path) for path in sorted(glob.glob(os.path.join(lock_dir, "*.json"))))
+                if entry]
+        if break_lock:
+            ro.check_id(break_lock, "rollout_break_lock")
+            target = [entry for entry in held if entry.get("rollout") == break_lock]
+            if not target:
+                raise ro.RolloutError("rollout_break_lock=%s: no running rollout of that id holds a lock in %s"
+                                      % (break_lock, lock_dir))
+            os.remove(os.path.join(lock_dir, "%s.json" % break_lock))
+            held = [entry for entry in held if entry.get("rollout") != break_lock]
+            broken = ro.lock_break(target[0], holder, now)
+        conflicts = ro.lock_conflicts(held, rollout_id, devices)
+        if conflicts:
+            raise ro.lock_refusal(conflicts, lock_dir)
+        _write_json(os.path.join(lock_dir, "%s.json" % rollout_id), ro.lock_entry(rollout_id, release, devices, holder, now))
+    return broken
+
+
+def _release_lock(lock_dir, rollout_id):
+    with _exclusive(lock_dir):
+        path = os.path.join(lock_dir, "%s.json" % rollout_id)
+        if os.path.exists(path):
+            os.remove(path)
+
+
 def main():
     module = AnsibleModule(
         argument_spec=dict(
@@ -239,6 +302,8 @@ def main():
             environment=dict(type="str", default="production"),
             approval_waived=dict(type="bool", default=False),
             awx_workflow=dict(type="dict"),
+            holder=dict(type="dict"),
+            break_lock=dict(type="str"),
             rollout_action=dict(type="str", default="start", choices=["start", "resume", "rollback"]),
             policy=dict(type="dict"),
             devices=dict(type="dict"),
@@ -274,6 +339,7 @@ def main():
         path = os.path.join(p["record_dir"], "%s.json" % rollout_id)
         record = _read_json(path)
         result.update(path=path, stats_key=ro.stats_key(rollout_id))
+        lock_dir = os.path.join(p["record_dir"], "running")
         if p["step"] == "start":
             approval = None
             if p["rollout_action"] != "rollback" and p["awx_workflow"] is not None:
@@ -284,6 +350,12 @@ def main():
                                              p["approval_waived"], approvals)
             record = ro.start(record, p["rollout_action"], rollout_id, p["release"], p["manifest"], manifest_sha256,
                               p["policy"], p["devices"], approval, now)
+            if not module.check_mode:
+                holder = dict(p["holder"] or {}, controller=socket.gethostname())
+                broken = _take_lock(lock_dir, rollout_id, p["release"], list(p["devices"]), holder, p["break_lock"], now)
+                if broken:
+                    record.setdefault("lock_breaks", []).append(broken)
+                    result["lock_broken"] = broken
         elif record is None:
             raise ro.RolloutError("there is no rollout record %s: step=start comes first" % path)
         elif p["step"] == "stage":
@@ -312,6 +384,8 @@ def main():
                        "counts": ro.counts(record), "record": path})
         if not module.check_mode:
             _write_json(path, record)
+            if p["step"] in ("finish", "rolled_back"):
+                _release_lock(lock_dir, rollout_id)
         whole = p["step"] == "start" and p["rollout_action"] == "rollback"
         result.update(changed=True, record=record, status=record["status"],
                       rollback_targets=ro.rollback_targets(record, None if whole else ("confirmed",)))

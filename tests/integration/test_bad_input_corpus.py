@@ -158,6 +158,38 @@ def test_the_approval_of_an_awx_workflow_is_taken_only_from_a_job_a_workflow_sta
     assert not (tmp_path / "approvals").exists()
 
 
+def test_a_rollout_on_devices_another_rollout_holds_is_refused_until_it_ends_or_its_lock_is_broken(tmp_path):
+    """The devices' lock: another rollout's (its controller gone) holds site01-dev02, so this one is refused before any
+    device, naming the holder; rollout_break_lock breaks it (recorded). The TEST-NET devices are then unreachable at the
+    stage: they stay in the play, so the run still closes the record and releases the lock."""
+    records = tmp_path / "records"
+    (records / "running").mkdir(parents=True)
+    held = {"rollout": "other", "release": "demo-0.9.0", "devices": ["site01-dev02", "site09-dev01"],
+            "since": "2026-12-01T08:00:00Z", "holder": {"controller": "ctl-b", "user": "bob"}}
+    (records / "running" / "other.json").write_text(json.dumps(held))
+    path = write_manifest(tmp_path, "demo", yaml.safe_dump(RELEASE))
+    fleet = yaml.safe_load(yaml.safe_dump(FLEET))
+    fleet["sites"]["site01"]["vars"] = {"workloads_secrets": {"dashboard_token": "corpus-token-site01"}}
+    args = ["-i", write_fleet(tmp_path, yaml.safe_dump(fleet)), "playbooks/rollout.yml", "-e", "rollout_release_file=" + path,
+            "-e", "rollout_record_dir=%s" % records, "-e", "rollout_check_registries=false"]
+    run = ansible("ansible-playbook", *args)
+    assert_refused_untouched(run, "running", "another rollout is running on these devices: rollout other of demo-0.9.0 "
+                             "(since 2026-12-01T08:00:00Z, controller ctl-b, user bob) holds site01-dev02. Wait for it")
+    assert not (records / (RELEASE["release"] + ".json")).exists()
+
+    run = ansible("ansible-playbook", *(args + ["-e", "rollout_break_lock=other", "-e", "ansible_timeout=1",
+                                                "-e", "rollout_revert_wait=0"]))
+    assert "broke the lock of rollout other (demo-0.9.0, since 2026-12-01T08:00:00Z, 2 device(s))" in " ".join(
+        run.out.split()), run.out[-3000:]
+    with open(str(records / (RELEASE["release"] + ".json"))) as handle:
+        record = json.load(handle)
+    assert [b["lock"]["rollout"] for b in record["lock_breaks"]] == ["other"]
+    assert record["status"] == "aborted", record["status"]  # closed, though no device could be reached
+    assert {d["outcome"] for d in record["devices"].values()} == {"unreachable"}
+    assert "192.0.2.1" in record["devices"]["site01-dev01"]["reason"]
+    assert not list((records / "running").glob("*.json"))  # released by the report
+
+
 @pytest.mark.parametrize("name, text, expected", MANIFESTS, ids=[m[0] for m in MANIFESTS])
 def test_a_malformed_release_is_refused_by_site_yml_in_its_first_play(tmp_path, name, text, expected):
     fleet = write_fleet(tmp_path, yaml.safe_dump(FLEET))
