@@ -11,7 +11,7 @@ from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
 
 from ansible_collections.edgeops.fleet.plugins.module_utils._generations.probe_schema import ProbeError, validate_probes
 from ansible_collections.edgeops.fleet.plugins.plugin_utils._workloads import (
-    DEFAULT_SECRETS_DIR, WorkloadError, published_images, render_release, secret_owners)
+    DEFAULT_SECRETS_DIR, WorkloadError, published_images, render_release, secret_owners, site_problems)
 
 
 def _check_spec(manifest, spec, source):
@@ -58,9 +58,21 @@ def _workloads_published_images(targets, manifest=None):
         raise AnsibleFilterError(str(exc))
 
 
+def _workloads_site_problems(sites, hostvars, secrets, manifest):
+    """Each further site's registry and the values of the secrets the release reads, in one pass (see site_problems)."""
+    def secrets_of(device):
+        if device not in hostvars:
+            return None
+        values = hostvars[device].get("workloads_secrets", {})
+        return dict(values) if hasattr(values, "keys") else values
+
+    return site_problems(sites or [], secrets_of, list(secrets or []), manifest)
+
+
 class FilterModule(object):
     """Workload filters."""
 
     def filters(self):
         return {"workloads_release": _workloads_release, "workloads_probes": _workloads_probes,
-                "workloads_published_images": _workloads_published_images}
+                "workloads_published_images": _workloads_published_images,
+                "workloads_site_problems": _workloads_site_problems}
