@@ -391,6 +391,12 @@ def main():
                       rollback_targets=ro.rollback_targets(record, None if whole else ("confirmed",)))
     except ro.RolloutError as exc:
         module.fail_json(msg=str(exc), **result)
+    except (IOError, OSError) as exc:
+        # The state store (record_dir, approvals_dir) missing, read-only or not shared with this job: said plainly,
+        # and at step=start before any device is touched.
+        module.fail_json(msg="the rollout's state store cannot be used: %s: %s (record_dir %s, approvals_dir %s)"
+                         % (getattr(exc, "filename", None) or "", exc.strerror or exc, p["record_dir"], p["approvals_dir"]),
+                         **result)
     module.exit_json(**result)
 
 

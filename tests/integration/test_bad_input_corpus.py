@@ -190,6 +190,19 @@ def test_a_rollout_on_devices_another_rollout_holds_is_refused_until_it_ends_or_
     assert not list((records / "running").glob("*.json"))  # released by the report
 
 
+def test_a_state_store_that_cannot_be_written_is_refused_before_any_device(tmp_path):
+    """rollout_record_dir under a file (a store not mounted, or not shared with an AWX job): a clear error naming it."""
+    (tmp_path / "not-a-dir").write_text("")
+    path = write_manifest(tmp_path, "demo", yaml.safe_dump(RELEASE))
+    fleet = yaml.safe_load(yaml.safe_dump(FLEET))
+    fleet["sites"]["site01"]["vars"] = {"workloads_secrets": {"dashboard_token": "corpus-token-site01"}}
+    run = ansible("ansible-playbook", "-i", write_fleet(tmp_path, yaml.safe_dump(fleet)), "playbooks/rollout.yml",
+                  "-e", "rollout_release_file=" + path, "-e", "rollout_record_dir=%s" % (tmp_path / "not-a-dir" / "records"),
+                  "-e", "rollout_check_registries=false")
+    assert_refused_untouched(run, "not-a-dir/records", "the rollout's state store cannot be used")
+    assert "Traceback" not in run.out
+
+
 @pytest.mark.parametrize("name, text, expected", MANIFESTS, ids=[m[0] for m in MANIFESTS])
 def test_a_malformed_release_is_refused_by_site_yml_in_its_first_play(tmp_path, name, text, expected):
     fleet = write_fleet(tmp_path, yaml.safe_dump(FLEET))
