@@ -173,9 +173,11 @@ def rollout_staged(names, hostvars, active=None, before="__rollout_before", stag
                          "generation": result.get("generation")}
         else:
             out[name] = {"outcome": "unreachable", "step": "stage" if _reached(read) else "read the running generation"}
+            # Kept in the play (the stage's ignore_unreachable), so that a stage no device reached still closes the record.
             if isinstance(read, dict) and read.get("unreachable"):
-                # Kept in the play (ignore_unreachable), so that a stage no device reached still closes the record.
                 out[name]["reason"] = "unreachable (last step: read the running generation): %s" % str(read.get("msg", ""))[:200]
+            elif _reached(read) and active is not None and name in active:
+                out[name]["reason"] = "unreachable during the stage"
     return _dropped_out(names, active, out)
 
 

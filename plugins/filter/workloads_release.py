@@ -64,7 +64,8 @@ def _workloads_site_problems(sites, hostvars, secrets, manifest):
         if device not in hostvars:
             return None
         values = hostvars[device].get("workloads_secrets", {})
-        return dict(values) if hasattr(values, "keys") else values
+        # A mapping's keys only (the values stay where they are); anything else is said to be no mapping.
+        return dict.fromkeys(values.keys()) if hasattr(values, "keys") else "not a mapping"
 
     return site_problems(sites or [], secrets_of, list(secrets or []), manifest)
 

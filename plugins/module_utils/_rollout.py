@@ -93,7 +93,7 @@ def check_approval(approval, release, manifest_sha256, environment, waived, appr
             "environment": environment}
 
 
-def awx_workflow_approval(awx, release, environment):
+def awx_workflow_approval(awx, release, environment, manifest_sha256=None):
     """The approval of an AWX workflow's approval node: the rollout job runs only after a person approved it there.
 
     ``awx`` carries the variables AWX gives a job a workflow started (awx_workflow_job_id, awx_workflow_job_name,
@@ -105,36 +105,53 @@ def awx_workflow_approval(awx, release, environment):
         raise RolloutError("rollout_approval_from=awx_workflow: release %s may go to %s only from an AWX workflow after "
                            "its approval node, and this job was not started by one (awx_workflow_job_id is %s)"
                            % (release, environment, "not set" if not job_id else "not a job id: %r" % job_id))
-    return {"waived": False, "via": "awx-workflow", "workflow_job_id": int(job_id),
+    checked = str(awx.get("checked_sha256") or "")
+    if manifest_sha256 is not None and checked != manifest_sha256:
+        raise RolloutError("rollout_approval_from=awx_workflow: %s" % (
+            "the workflow's check node handed no checked manifest (edgeops_checked_manifest): the approval is for a plan "
+            "the approver read, so the workflow must run playbooks/rollout_validate.yml before its approval node"
+            if not checked else "the release manifest changed after the workflow's check node (sha256 %s, now %s): "
+            "the approval was for the plan of the manifest the approver read; run the workflow again" % (
+                checked[:12], manifest_sha256[:12])))
+    return {"waived": False, "via": "awx-workflow", "workflow_job_id": int(job_id), "manifest_sha256": manifest_sha256,
             "workflow_job_name": str(awx.get("workflow_job_name") or ""),
             "approver": "approval node of AWX workflow job %s" % job_id,
             "launched_by": str(awx.get("launched_by") or ""), "environment": environment}
 
 
 # ---- the lock: one controller at a time drives a device's rollout ------------------------------------------
-# A rollout holds its target devices from its start until its record is closed (finish or rolled_back): a second
-# rollout that wants any of them - another release, an A/B arm on the same devices, the same rollout from a second
-# controller - is refused. A lock its controller left behind (killed mid-run) stays until it is broken explicitly,
-# and the break is recorded in the record of the rollout that broke it.
+# A rollout holds its target devices from its start: a second rollout that wants any of them - another release, an
+# A/B arm on the same devices, the same rollout from a second controller - is refused. The lock carries a token the
+# run keeps; each later step checks that the lock is still its own (a lock broken under a running controller stops
+# that controller at its next step). Closing the record releases it, except when the rollout leaves devices on its
+# release half-way (paused, or aborted without rolling them back): then it keeps them, "paused", until it is resumed
+# or rolled back (the same rollout id takes a paused lock back). A lock its controller left behind (killed mid-run)
+# stays until it is broken explicitly, and the break is recorded in the record of the rollout that broke it.
 
-def lock_entry(rollout_id, release, devices, holder, now):
-    return {"rollout": rollout_id, "release": release, "devices": sorted(devices), "since": now, "holder": holder or {}}
+def lock_entry(rollout_id, release, devices, holder, token, now):
+    return {"rollout": rollout_id, "release": release, "devices": sorted(devices), "since": now, "holder": holder or {},
+            "token": token, "state": "running"}
 
 
 def lock_conflicts(held, rollout_id, devices):
-    """[(lock, devices it shares with ``devices``)] of the held locks this rollout may not run beside."""
+    """[(lock, devices it shares with ``devices``)] of the held locks this rollout may not run beside: any lock of
+    another rollout on a shared device, and this rollout's own lock while a controller runs it."""
     wanted = set(devices)
     conflicts = []
     for entry in held:
+        if entry.get("rollout") == rollout_id:
+            if entry.get("state") != "paused":
+                conflicts.append((entry, []))
+            continue
         shared = sorted(wanted & set(entry.get("devices") or []))
-        if entry.get("rollout") == rollout_id or shared:
+        if shared:
             conflicts.append((entry, shared))
     return conflicts
 
 
 def describe_holder(entry):
     holder = entry.get("holder") or {}
-    parts = ["since %s" % entry.get("since", "?")]
+    parts = ["%s since %s" % (entry.get("state", "running"), entry.get("since", "?"))]
     parts += ["%s %s" % (key, holder[key]) for key in ("controller", "user", "awx_job_id") if holder.get(key)]
     return "rollout %s of %s (%s)" % (entry.get("rollout"), entry.get("release"), ", ".join(parts))
 
@@ -143,9 +160,23 @@ def lock_refusal(conflicts, lock_dir):
     held = "; ".join("%s holds %s" % (describe_holder(entry), ", ".join(shared[:5]) + (
         " and %d more" % (len(shared) - 5) if len(shared) > 5 else "") if shared else "this rollout's id")
         for entry, shared in conflicts)
-    return RolloutError("another rollout is running on these devices: %s. Wait for it to end; if its controller "
-                        "stopped without closing it, break its lock with rollout_break_lock=%s (recorded; lock files "
-                        "in %s)" % (held, conflicts[0][0].get("rollout"), lock_dir))
+    return RolloutError("another rollout is running on these devices: %s. Wait for it to end (a paused one: resume or "
+                        "roll it back); if its controller stopped without closing it, break its lock with "
+                        "rollout_break_lock=%s (recorded; lock files in %s)" % (held, conflicts[0][0].get("rollout"), lock_dir))
+
+
+def check_lock_owner(entry, rollout_id, token, lock_path):
+    """RolloutError unless ``entry`` (the lock file's content, or None) is this run's lock."""
+    if not entry or entry.get("token") != token:
+        raise RolloutError("the lock of rollout %s (%s) is no longer this run's: %s. Stopping without recording; the "
+                           "record belongs to whoever holds the lock now" % (
+                               rollout_id, lock_path, ("now held by " + describe_holder(entry)) if entry else "it was broken"))
+
+
+def keeps_devices(record):
+    """Whether a closed attempt leaves devices on its release half-way, so its lock stays (state paused)."""
+    return record.get("status") == "paused" or (
+        record.get("status") == "aborted" and bool(rollback_targets(record, ("confirmed",))))
 
 
 def lock_break(entry, holder, now):

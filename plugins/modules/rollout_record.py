@@ -21,7 +21,9 @@ description:
   - O(step=start) checks the approval (or its waiver outside production) and begins an attempt - a new rollout, a
     re-run, a resume of a paused or aborted one, or a whole rollback - and takes the lock of its devices
     (C(<record_dir>/running/<rollout id>.json)) - a rollout that wants a device another running rollout holds is
-    refused, naming it. O(step=finish) and O(step=rolled_back) release it.
+    refused, naming it. O(step=finish) and O(step=rolled_back) release it, unless the rollout leaves devices on its
+    release half-way (paused, or aborted without rolling them back) - then it keeps them (the lock's state C(paused))
+    until the same rollout resumes or rolls back.
   - O(step=stage) and O(step=wave) merge device outcomes and return the fleet-wide failure-budget decision
     (C(continue), C(abort) or C(pause)) with a one-line reason; every failure becomes an incident.
   - O(step=finish) and O(step=rolled_back) close the attempt and return the human summary, the Alertmanager
@@ -66,13 +68,20 @@ options:
     description:
       - O(step=start) - take the approval from the approval node of the AWX workflow that started this job instead of
         the approval lock - C(workflow_job_id), C(workflow_job_name) and C(launched_by), from the variables AWX gives
-        the job (C(awx_workflow_job_id), C(awx_workflow_job_name), C(awx_user_name)). Refused without a workflow job id.
+        the job (C(awx_workflow_job_id), C(awx_workflow_job_name), C(awx_user_name)), and C(checked_sha256), the
+        manifest's sha256 the workflow's check node handed on (C(edgeops_checked_manifest)). Refused without a workflow
+        job id, or when the manifest is not the one the check node checked.
       - Evidence only where the job template takes no extra variables on launch (AWX then sets them, not the user).
     type: dict
   holder:
     description: O(step=start) - who drives this rollout, kept in its lock (C(user), C(awx_job_id)); the controller's
       host name is added.
     type: dict
+  lock_token:
+    description:
+      - The token O(step=start) returned (RV(lock_token)); at every later step the lock must still carry it, or the step
+        is refused without recording (the lock was broken under this run). Without it the lock is not checked.
+    type: str
   break_lock:
     description:
       - O(step=start) - the rollout id whose lock to break first, when its controller stopped without closing it; the
@@ -198,6 +207,10 @@ rollback_targets:
       generation - all of them after O(rollout_action=rollback), the confirmed ones otherwise (an abort rolls them back).
   returned: always except O(step=approve)
   type: dict
+lock_token:
+  description: The token of the lock O(step=start) took; give it to every later step as O(lock_token).
+  returned: when O(step=start) took the lock (not in check mode)
+  type: str
 lock_broken:
   description: The lock O(break_lock) broke (who held it, since when, its devices), also appended to the record's C(lock_breaks).
   returned: when O(step=start) broke a lock
@@ -216,6 +229,7 @@ import json
 import os
 import socket
 import tempfile
+import uuid
 
 from ansible.module_utils.basic import AnsibleModule
 
@@ -250,8 +264,7 @@ def _write_json(path, data):
 @contextlib.contextmanager
 def _exclusive(directory):
     """An exclusive flock on <directory>/.lock: one controller at a time reads and changes the locks."""
-    if not os.path.isdir(directory):
-        os.makedirs(directory, 0o700)
+    os.makedirs(directory, 0o700, exist_ok=True)
     fd = os.open(os.path.join(directory, ".lock"), os.O_RDWR | os.O_CREAT, 0o600)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
@@ -260,8 +273,12 @@ def _exclusive(directory):
         os.close(fd)
 
 
+def _lock_path(lock_dir, rollout_id):
+    return os.path.join(lock_dir, "%s.json" % rollout_id)
+
+
 def _take_lock(lock_dir, rollout_id, release, devices, holder, break_lock, now):
-    """Take this rollout's lock (breaking break_lock's first); the broken lock, or None."""
+    """Take this rollout's lock (breaking break_lock's first): (its token, the broken lock or None)."""
     broken = None
     with _exclusive(lock_dir):
         held = [entry for entry in (_read_json(path) for path in sorted(glob.glob(os.path.join(lock_dir, "*.json"))))
@@ -270,22 +287,36 @@ def _take_lock(lock_dir, rollout_id, release, devices, holder, break_lock, now):
             ro.check_id(break_lock, "rollout_break_lock")
             target = [entry for entry in held if entry.get("rollout") == break_lock]
             if not target:
-                raise ro.RolloutError("rollout_break_lock=%s: no running rollout of that id holds a lock in %s"
+                raise ro.RolloutError("rollout_break_lock=%s: no rollout of that id holds a lock in %s"
                                       % (break_lock, lock_dir))
-            os.remove(os.path.join(lock_dir, "%s.json" % break_lock))
+            os.remove(_lock_path(lock_dir, break_lock))
             held = [entry for entry in held if entry.get("rollout") != break_lock]
             broken = ro.lock_break(target[0], holder, now)
         conflicts = ro.lock_conflicts(held, rollout_id, devices)
         if conflicts:
             raise ro.lock_refusal(conflicts, lock_dir)
-        _write_json(os.path.join(lock_dir, "%s.json" % rollout_id), ro.lock_entry(rollout_id, release, devices, holder, now))
-    return broken
+        token = uuid.uuid4().hex
+        _write_json(_lock_path(lock_dir, rollout_id), ro.lock_entry(rollout_id, release, devices, holder, token, now))
+    return token, broken
 
 
-def _release_lock(lock_dir, rollout_id):
+def _check_lock(lock_dir, rollout_id, token):
+    """At a later step: the lock must still be this run's (a break under a running controller stops it here)."""
+    if token:
+        ro.check_lock_owner(_read_json(_lock_path(lock_dir, rollout_id)), rollout_id, token,
+                            _lock_path(lock_dir, rollout_id))
+
+
+def _close_lock(lock_dir, rollout_id, token, record, now):
+    """After the record is closed: release the lock, or keep it paused while devices stay on the release half-way."""
     with _exclusive(lock_dir):
-        path = os.path.join(lock_dir, "%s.json" % rollout_id)
-        if os.path.exists(path):
+        path = _lock_path(lock_dir, rollout_id)
+        entry = _read_json(path)
+        if not entry or (token and entry.get("token") != token):
+            return
+        if ro.keeps_devices(record):
+            _write_json(path, dict(entry, state="paused", token="", since=now))
+        else:
             os.remove(path)
 
 
@@ -304,6 +335,7 @@ def main():
             awx_workflow=dict(type="dict"),
             holder=dict(type="dict"),
             break_lock=dict(type="str"),
+            lock_token=dict(type="str", no_log=False),
             rollout_action=dict(type="str", default="start", choices=["start", "resume", "rollback"]),
             policy=dict(type="dict"),
             devices=dict(type="dict"),
@@ -340,10 +372,12 @@ def main():
         record = _read_json(path)
         result.update(path=path, stats_key=ro.stats_key(rollout_id))
         lock_dir = os.path.join(p["record_dir"], "running")
+        if p["step"] != "start" and record is not None:
+            _check_lock(lock_dir, rollout_id, p["lock_token"])
         if p["step"] == "start":
             approval = None
             if p["rollout_action"] != "rollback" and p["awx_workflow"] is not None:
-                approval = ro.awx_workflow_approval(p["awx_workflow"], p["release"], p["environment"])
+                approval = ro.awx_workflow_approval(p["awx_workflow"], p["release"], p["environment"], manifest_sha256)
             elif p["rollout_action"] != "rollback":
                 approvals = os.path.join(p["approvals_dir"], "%s.json" % p["release"])
                 approval = ro.check_approval(_read_json(approvals), p["release"], manifest_sha256, p["environment"],
@@ -352,7 +386,10 @@ def main():
                               p["policy"], p["devices"], approval, now)
             if not module.check_mode:
                 holder = dict(p["holder"] or {}, controller=socket.gethostname())
-                broken = _take_lock(lock_dir, rollout_id, p["release"], list(p["devices"]), holder, p["break_lock"], now)
+                # A rollback acts on every device the rollout switched, in the plan now or not.
+                devices = set(p["devices"]) | (set(ro.rollback_targets(record)) if p["rollout_action"] == "rollback" else set())
+                token, broken = _take_lock(lock_dir, rollout_id, p["release"], devices, holder, p["break_lock"], now)
+                result["lock_token"] = token
                 if broken:
                     record.setdefault("lock_breaks", []).append(broken)
                     result["lock_broken"] = broken
@@ -383,9 +420,14 @@ def main():
                 stats={"status": record["status"], "release": record["release"], "reason": record["reason"],
                        "counts": ro.counts(record), "record": path})
         if not module.check_mode:
-            _write_json(path, record)
+            try:
+                _write_json(path, record)
+            except (IOError, OSError):
+                if result.get("lock_token"):  # taken by this start: not left behind
+                    _close_lock(lock_dir, rollout_id, result["lock_token"], {"status": "not started"}, now)
+                raise
             if p["step"] in ("finish", "rolled_back"):
-                _release_lock(lock_dir, rollout_id)
+                _close_lock(lock_dir, rollout_id, p["lock_token"], record, now)
         whole = p["step"] == "start" and p["rollout_action"] == "rollback"
         result.update(changed=True, record=record, status=record["status"],
                       rollback_targets=ro.rollback_targets(record, None if whole else ("confirmed",)))

@@ -12,6 +12,7 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import hashlib
 import json
 import os
 
@@ -149,7 +150,13 @@ def test_the_approval_of_an_awx_workflow_is_taken_only_from_a_job_a_workflow_sta
     # AWX's variables of a workflow's job; the TEST-NET devices then fail the stage unreachable (timeout 1 s).
     awx = ["-e", "awx_workflow_job_id=4711", "-e", "awx_user_name=alice",
            "-e", '{"awx_workflow_job_name": "edgeops.fleet rollout with approval"}']
-    run = ansible("ansible-playbook", *(args + awx + ["-e", "ansible_timeout=1", "-e", "rollout_revert_wait=0"]))
+    # The check node's artifact binds the approval to the manifest the approver read: another one is refused.
+    run = ansible("ansible-playbook", *(args + awx + ["-e", '{"edgeops_checked_manifest": {"sha256": "%s"}}' % ("0" * 64)]))
+    assert_refused_untouched(run, "rollout_approval_from=awx_workflow", "the release manifest changed after the "
+                             "workflow's check node (sha256 000000000000, now ")
+    with open(path, "rb") as handle:
+        checked = ["-e", '{"edgeops_checked_manifest": {"sha256": "%s"}}' % hashlib.sha256(handle.read()).hexdigest()]
+    run = ansible("ansible-playbook", *(args + awx + checked + ["-e", "ansible_timeout=1", "-e", "rollout_revert_wait=0"]))
     assert "approved by the approval node of AWX workflow job 4711 (edgeops.fleet rollout with approval, launched by " \
            "alice)" in " ".join(run.out.split()), run.out[-3000:]
     with open(str(tmp_path / "records" / (RELEASE["release"] + ".json"))) as handle:
@@ -174,7 +181,7 @@ def test_a_rollout_on_devices_another_rollout_holds_is_refused_until_it_ends_or_
             "-e", "rollout_record_dir=%s" % records, "-e", "rollout_check_registries=false"]
     run = ansible("ansible-playbook", *args)
     assert_refused_untouched(run, "running", "another rollout is running on these devices: rollout other of demo-0.9.0 "
-                             "(since 2026-12-01T08:00:00Z, controller ctl-b, user bob) holds site01-dev02. Wait for it")
+                             "(running since 2026-12-01T08:00:00Z, controller ctl-b, user bob) holds site01-dev02. Wait for it")
     assert not (records / (RELEASE["release"] + ".json")).exists()
 
     run = ansible("ansible-playbook", *(args + ["-e", "rollout_break_lock=other", "-e", "ansible_timeout=1",

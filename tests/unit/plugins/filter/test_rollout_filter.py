@@ -98,8 +98,9 @@ def test_staged_reads_each_device_from_what_it_registered():
           "lost-reading": {"__rollout_before": {"unreachable": True, "msg": "timeout"}},
           "stale": {"__rollout_before": {"confirmed": 1}, "workloads_staged": staged},  # from an earlier play
           "kept": {"__rollout_before": {"unreachable": True, "msg": "ssh: connect to host 192.0.2.1: timed out"}},
+          "kept-staging": {"__rollout_before": {"confirmed": 2}},
           "never": {}}
-    out = f.rollout_staged(sorted(hv), hv, active=["ok", "refused", "never", "kept"])
+    out = f.rollout_staged(sorted(hv), hv, active=["ok", "refused", "never", "kept", "kept-staging"])
     assert out["ok"] == {"outcome": "staged", "step": "staged", "previous": 6, "generation": 7}
     assert out["refused"]["outcome"] == "stage-failed" and out["refused"]["reason"] == "digest not found"
     assert out["lost-staging"] == {"outcome": "unreachable", "step": "stage", "reason": "unreachable (last step: stage)"}
@@ -109,6 +110,7 @@ def test_staged_reads_each_device_from_what_it_registered():
     # Unreachable but kept in the play (the stage's ignore_unreachable): the connection's message is the reason.
     assert out["kept"] == {"outcome": "unreachable", "step": "read the running generation", "reason":
                            "unreachable (last step: read the running generation): ssh: connect to host 192.0.2.1: timed out"}
+    assert out["kept-staging"] == {"outcome": "unreachable", "step": "stage", "reason": "unreachable during the stage"}
 
 
 def test_switched_reads_each_device_from_its_switch_or_its_refusal():

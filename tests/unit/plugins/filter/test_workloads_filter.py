@@ -48,6 +48,7 @@ def test_site_problems_names_each_site_that_cannot_take_the_release_and_never_a_
         "s2-d": {"workloads_secrets": {"key": "s3cret-two"}},
         "s3-d": {"workloads_secrets": "not-a-mapping"},
         "s4-d": {},
+        "s7-d": {"workloads_secrets": None},
         "s5-d": {"workloads_secrets": {"token": "t", "key": "k"}},
     })
     sites = [{"site": "s1", "registry": "s1-hub:5000", "device": "s1-d"},
@@ -55,14 +56,16 @@ def test_site_problems_names_each_site_that_cannot_take_the_release_and_never_a_
              {"site": "s3", "registry": "", "device": "s3-d"},
              {"site": "s4", "registry": "s4-hub:5000", "device": "s4-d"},
              {"site": "s5", "registry": "bad registry!", "device": "s5-d"},
-             {"site": "s6", "registry": "s6-hub:5000", "device": "gone"}]
+             {"site": "s6", "registry": "s6-hub:5000", "device": "gone"},
+             {"site": "s7", "registry": "s7-hub:5000", "device": "s7-d"}]
     out = FILTERS["workloads_site_problems"](sites, hostvars, ["token", "key"], {"registry": "central:5000"})
     assert out == [
         "site s2 (device s2-d): secret(s) token are read by workloads but have no value in workloads_secrets",
         "site s3 (device s3-d): workloads_secrets must be a mapping of secret names to values",
         "site s4 (device s4-d): secret(s) token, key are read by workloads but have no value in workloads_secrets",
         "site s5 (device s5-d): registry: must be a registry address such as site01-hub:5000, got 'bad registry!'",
-        "site s6 (device gone): the device is not in the inventory"]
+        "site s6 (device gone): the device is not in the inventory",
+        "site s7 (device s7-d): workloads_secrets must be a mapping of secret names to values"]
     assert "s3cret" not in " ".join(out)
     # A site without a registry of its own pulls from the manifest's; without that either, it is named.
     assert FILTERS["workloads_site_problems"]([{"site": "s1", "registry": "", "device": "s1-d"}], hostvars,

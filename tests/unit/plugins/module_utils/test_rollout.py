@@ -61,17 +61,23 @@ def test_the_approval_lock():
 
 
 def test_the_approval_of_an_awx_workflow_needs_the_workflow_job_that_started_this_one():
-    approval = ro.awx_workflow_approval({"workflow_job_id": "4711", "workflow_job_name": "edgeops.fleet rollout with approval",
-                                         "launched_by": "alice"}, "r2", "production")
-    assert approval == {"waived": False, "via": "awx-workflow", "workflow_job_id": 4711,
+    awx = {"workflow_job_id": "4711", "workflow_job_name": "edgeops.fleet rollout with approval", "launched_by": "alice",
+           "checked_sha256": "a" * 64}
+    approval = ro.awx_workflow_approval(awx, "r2", "production", "a" * 64)
+    assert approval == {"waived": False, "via": "awx-workflow", "workflow_job_id": 4711, "manifest_sha256": "a" * 64,
                         "workflow_job_name": "edgeops.fleet rollout with approval",
                         "approver": "approval node of AWX workflow job 4711", "launched_by": "alice",
                         "environment": "production"}
-    for awx, said in [({}, "is not set"), ({"workflow_job_id": ""}, "is not set"), (None, "is not set"),
-                      ({"workflow_job_id": "12; rm"}, "not a job id: '12; rm'"), ({"workflow_job_id": "0"}, "not a job id")]:
+    for given, said in [({}, "is not set"), ({"workflow_job_id": ""}, "is not set"), (None, "is not set"),
+                        ({"workflow_job_id": "12; rm"}, "not a job id: '12; rm'"), ({"workflow_job_id": "0"}, "not a job id")]:
         with pytest.raises(ro.RolloutError, match="release r2 may go to production only from an AWX workflow") as err:
-            ro.awx_workflow_approval(awx, "r2", "production")
+            ro.awx_workflow_approval(given, "r2", "production")
         assert said in str(err.value)
+    # Bound to the manifest the check node checked (and the approver read).
+    with pytest.raises(ro.RolloutError, match=r"the release manifest changed after the workflow's check node \(sha256 aaaaaaaaaaaa, now bbbbbbbbbbbb\)"):
+        ro.awx_workflow_approval(awx, "r2", "production", "b" * 64)
+    with pytest.raises(ro.RolloutError, match="the workflow's check node handed no checked manifest"):
+        ro.awx_workflow_approval(dict(awx, checked_sha256=""), "r2", "production", "a" * 64)
 
 
 def test_a_good_rollout_continues_through_every_wave():
@@ -282,3 +288,37 @@ def test_a_release_id_that_is_no_file_name_is_refused_by_name(capsys, tmp_path):
     result = run_record(capsys, tmp_path, step="start", release="../r2", rollout_id="r2",
                         policy=POLICY, devices=DEVICES, approval_waived=True, environment="lab")
     assert result["failed"] and result["msg"].startswith("release must be letters, digits")
+
+
+def test_the_devices_lock_refuses_a_second_rollout_on_a_shared_device_and_names_the_holder():
+    other = ro.lock_entry("other", "demo-0.9", ["a1", "b1"], {"controller": "ctl-b", "user": "bob"}, "t1", T0)
+    assert ro.lock_conflicts([other], "mine", ["a2", "b2"]) == []  # disjoint: an A/B arm on other devices
+    conflicts = ro.lock_conflicts([other], "mine", ["a1", "a2"])
+    assert conflicts == [(other, ["a1"])]
+    message = str(ro.lock_refusal(conflicts, "/state/running"))
+    assert "rollout other of demo-0.9 (running since %s, controller ctl-b, user bob) holds a1" % T0 in message
+    assert "rollout_break_lock=other" in message
+    # This rollout driven by another controller is refused; its own paused lock is taken back (resume, rollback).
+    mine = ro.lock_entry("mine", "demo-1.0", ["a1"], {}, "t2", T0)
+    assert ro.lock_conflicts([mine], "mine", ["a1"]) == [(mine, [])]
+    assert ro.lock_conflicts([dict(mine, state="paused", token="")], "mine", ["a1"]) == []
+    # A paused rollout of another id still holds its devices.
+    assert ro.lock_conflicts([dict(other, state="paused")], "mine", ["b1"]) == [(dict(other, state="paused"), ["b1"])]
+
+
+def test_a_later_step_stops_when_the_lock_is_no_longer_its_own():
+    entry = ro.lock_entry("r", "demo-1.0", ["a1"], {"controller": "ctl-a"}, "t1", T0)
+    ro.check_lock_owner(entry, "r", "t1", "/state/running/r.json")
+    with pytest.raises(ro.RolloutError, match="no longer this run's: now held by rollout r of demo-1.0"):
+        ro.check_lock_owner(dict(entry, token="t9"), "r", "t1", "/state/running/r.json")
+    with pytest.raises(ro.RolloutError, match="no longer this run's: it was broken"):
+        ro.check_lock_owner(None, "r", "t1", "/state/running/r.json")
+
+
+def test_a_rollout_that_leaves_devices_on_its_release_keeps_them():
+    switched = {"switched": True, "previous": 1, "generation": 2}
+    assert ro.keeps_devices({"status": "paused", "devices": {}})
+    assert ro.keeps_devices({"status": "aborted", "devices": {"a1": dict(switched, outcome="confirmed")}})
+    assert not ro.keeps_devices({"status": "aborted", "devices": {"a1": dict(switched, outcome="rolled-back",
+                                                                             generation=1)}})
+    assert not ro.keeps_devices({"status": "completed", "devices": {"a1": dict(switched, outcome="confirmed")}})
