@@ -77,6 +77,12 @@ options:
     description: O(step=start) - who drives this rollout, kept in its lock (C(user), C(awx_job_id)); the controller's
       host name is added.
     type: dict
+  return_record:
+    description:
+      - Return the whole record as RV(record). A rollout's wave step does not need it: registered after every batch,
+        each copy of a record of every device stayed on the batch's hosts until the run ended (1 GB at 5,000 devices).
+    type: bool
+    default: true
   lock_token:
     description:
       - The token O(step=start) returned (RV(lock_token)); at every later step the lock must still carry it, or the step
@@ -336,6 +342,7 @@ def main():
             holder=dict(type="dict"),
             break_lock=dict(type="str"),
             lock_token=dict(type="str", no_log=False),
+            return_record=dict(type="bool", default=True),
             rollout_action=dict(type="str", default="start", choices=["start", "resume", "rollback"]),
             policy=dict(type="dict"),
             devices=dict(type="dict"),
@@ -406,6 +413,7 @@ def main():
             result["decision"], result["reason"] = ro.record_wave(record, p["wave"], results, p["wave_started"] or now,
                                                                   now, batch=p["batch"])
             result["away"] = ro.away(results)
+            result["counts"] = record["waves"][-1].get("counts", {}) if record["waves"] else {}
         else:
             since = len(record["incidents"])
             if p["step"] == "finish":
@@ -429,8 +437,10 @@ def main():
             if p["step"] in ("finish", "rolled_back"):
                 _close_lock(lock_dir, rollout_id, p["lock_token"], record, now)
         whole = p["step"] == "start" and p["rollout_action"] == "rollback"
-        result.update(changed=True, record=record, status=record["status"],
+        result.update(changed=True, status=record["status"],
                       rollback_targets=ro.rollback_targets(record, None if whole else ("confirmed",)))
+        if p["return_record"]:
+            result["record"] = record
     except ro.RolloutError as exc:
         module.fail_json(msg=str(exc), **result)
     except (IOError, OSError) as exc:
