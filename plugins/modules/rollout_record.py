@@ -79,7 +79,7 @@ options:
     type: dict
   return_record:
     description:
-      - Return the whole record as RV(record). A rollout's wave step does not need it: registered after every batch,
+      - Return the whole record as RV(record). A rollout's wave step does not need it - registered after every batch,
         each copy of a record of every device stayed on the batch's hosts until the run ended (1 GB at 5,000 devices).
     type: bool
     default: true
