@@ -109,7 +109,7 @@ def awx_workflow_approval(awx, release, environment, manifest_sha256=None):
     if manifest_sha256 is not None and checked != manifest_sha256:
         raise RolloutError("rollout_approval_from=awx_workflow: %s" % (
             "the workflow's check node handed no checked manifest (edgeops_checked_manifest): the approval is for a plan "
-            "the approver read, so the workflow must run playbooks/rollout_validate.yml before its approval node"
+            "the approver read, so the workflow must run playbooks/rollout_check.yml before its approval node"
             if not checked else "the release manifest changed after the workflow's check node (sha256 %s, now %s): "
             "the approval was for the plan of the manifest the approver read; run the workflow again" % (
                 checked[:12], manifest_sha256[:12])))

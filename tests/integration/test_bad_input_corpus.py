@@ -110,7 +110,7 @@ def test_every_target_site_is_checked_for_the_secrets_the_release_reads(tmp_path
 
 
 def test_a_release_is_checked_before_its_approval_and_the_rollout_still_waits_for_one(tmp_path):
-    """playbooks/rollout_validate.yml (the AWX workflow's node before its approval) checks a production rollout and
+    """playbooks/rollout_check.yml (the AWX workflow's node before its approval) checks a production rollout and
     shows its plan with no approval given, writing nothing; playbooks/rollout.yml then refuses to start without one."""
     fleet = yaml.safe_load(yaml.safe_dump(FLEET))
     fleet["rollout"] = {"waves": [1, "100%"], "environment": "production", "soak": 5}
@@ -119,7 +119,7 @@ def test_a_release_is_checked_before_its_approval_and_the_rollout_still_waits_fo
     path = write_manifest(tmp_path, "demo", yaml.safe_dump(RELEASE))
     state = ["-e", "rollout_record_dir=%s" % (tmp_path / "records"), "-e", "rollout_approvals_dir=%s" % (tmp_path / "approvals"),
              "-e", "rollout_check_registries=false"]
-    run = ansible("ansible-playbook", "-i", inventory, "playbooks/rollout_validate.yml", "-e", "rollout_release_file=" + path,
+    run = ansible("ansible-playbook", "-i", inventory, "playbooks/rollout_check.yml", "-e", "rollout_release_file=" + path,
                   *state)
     flat = " ".join(run.out.split())
     assert run.rc == 0, run.out[-3000:]

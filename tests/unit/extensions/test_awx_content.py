@@ -132,7 +132,7 @@ def test_the_rollout_workflow_checks_then_waits_for_an_approval_then_rolls_out_w
     nodes = {n["identifier"]: n for n in workflow["simplified_workflow_nodes"]}
     templates = {t["name"]: t for t in CONTENT["controller_templates"]}
     playbook = {i: templates[n["unified_job_template"]]["playbook"] for i, n in nodes.items() if "unified_job_template" in n}
-    assert playbook["check"] == "playbooks/rollout_validate.yml"
+    assert playbook["check"] == "playbooks/rollout_check.yml"
     assert "approval_node" in nodes[nodes["check"]["success_nodes"][0]]
     after_approval = nodes[nodes["check"]["success_nodes"][0]]["success_nodes"]
     assert [playbook[i] for i in after_approval] == ["playbooks/rollout.yml"]
