@@ -15,11 +15,15 @@ __metaclass__ = type
 import hashlib
 import json
 import os
+import signal
+import socket
+import subprocess
+import time
 
 import pytest
 import yaml
 
-from conftest import REPO, ansible
+from conftest import BIN, REPO, ansible
 
 with open(os.path.join(REPO, "samples", "releases", "demo-1.0.0.yml")) as _handle:
     RELEASE = yaml.safe_load(_handle)
@@ -165,28 +169,41 @@ def test_the_approval_of_an_awx_workflow_is_taken_only_from_a_job_a_workflow_sta
     assert not (tmp_path / "approvals").exists()
 
 
-def test_a_rollout_on_devices_another_rollout_holds_is_refused_until_it_ends_or_its_lock_is_broken(tmp_path):
-    """The devices' lock: another rollout's (its controller gone) holds site01-dev02, so this one is refused before any
-    device, naming the holder; rollout_break_lock breaks it (recorded). The TEST-NET devices are then unreachable at the
-    stage: they stay in the play, so the run still closes the record and releases the lock."""
+def test_a_rollout_on_devices_a_killed_rollout_held_is_refused_until_its_lock_is_broken(tmp_path):
+    """The devices' lock, left by a controller killed mid-run (SIGKILL to ansible-playbook and its ssh, as a cancelled
+    job or a lost terminal): the next rollout is refused before any device, naming the holder; rollout_break_lock
+    breaks it (recorded). The TEST-NET devices are then unreachable at the stage: they stay in the play, so the run
+    still closes the record and releases its own lock."""
     records = tmp_path / "records"
-    (records / "running").mkdir(parents=True)
-    held = {"rollout": "other", "release": "demo-0.9.0", "devices": ["site01-dev02", "site09-dev01"],
-            "since": "2026-12-01T08:00:00Z", "holder": {"controller": "ctl-b", "user": "bob"}}
-    (records / "running" / "other.json").write_text(json.dumps(held))
     path = write_manifest(tmp_path, "demo", yaml.safe_dump(RELEASE))
     fleet = yaml.safe_load(yaml.safe_dump(FLEET))
     fleet["sites"]["site01"]["vars"] = {"workloads_secrets": {"dashboard_token": "corpus-token-site01"}}
     args = ["-i", write_fleet(tmp_path, yaml.safe_dump(fleet)), "playbooks/rollout.yml", "-e", "rollout_release_file=" + path,
             "-e", "rollout_record_dir=%s" % records, "-e", "rollout_check_registries=false"]
+    # A rollout "other" takes the lock, then waits on its stage's SSH connections (30 s timeout): killed there.
+    killed = subprocess.Popen([os.path.join(BIN, "ansible-playbook")] + args + ["-e", "rollout_id=other", "-e", "ansible_timeout=30"],
+                              cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+                              env=dict(os.environ, PATH=BIN + os.pathsep + os.environ["PATH"]))
+    try:
+        deadline = time.monotonic() + 180
+        while not (records / "running" / "other.json").exists():
+            assert killed.poll() is None, "the first rollout ended before it took its lock (rc %s)" % killed.returncode
+            assert time.monotonic() < deadline, "the first rollout took no lock within 180 s"
+            time.sleep(0.2)
+    finally:
+        os.killpg(killed.pid, signal.SIGKILL)
+        killed.wait()
+    held = json.loads((records / "running" / "other.json").read_text())
+
     run = ansible("ansible-playbook", *args)
-    assert_refused_untouched(run, "running", "another rollout is running on these devices: rollout other of demo-0.9.0 "
-                             "(running since 2026-12-01T08:00:00Z, controller ctl-b, user bob) holds site01-dev02. Wait for it")
+    assert_refused_untouched(run, "running", "another rollout is running on these devices: rollout other of %s (running "
+                             "since %s, controller %s" % (RELEASE["release"], held["since"], socket.gethostname()))
+    assert "holds site01-dev01, site01-dev02. Wait for it" in " ".join(run.out.split()), run.out[-3000:]
     assert not (records / (RELEASE["release"] + ".json")).exists()
 
     run = ansible("ansible-playbook", *(args + ["-e", "rollout_break_lock=other", "-e", "ansible_timeout=1",
                                                 "-e", "rollout_revert_wait=0"]))
-    assert "broke the lock of rollout other (demo-0.9.0, since 2026-12-01T08:00:00Z, 2 device(s))" in " ".join(
+    assert "broke the lock of rollout other (%s, since %s, 2 device(s))" % (RELEASE["release"], held["since"]) in " ".join(
         run.out.split()), run.out[-3000:]
     with open(str(records / (RELEASE["release"] + ".json"))) as handle:
         record = json.load(handle)
