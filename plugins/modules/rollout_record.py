@@ -295,12 +295,14 @@ def _take_lock(lock_dir, rollout_id, release, devices, holder, break_lock, now):
             if not target:
                 raise ro.RolloutError("rollout_break_lock=%s: no rollout of that id holds a lock in %s"
                                       % (break_lock, lock_dir))
-            os.remove(_lock_path(lock_dir, break_lock))
             held = [entry for entry in held if entry.get("rollout") != break_lock]
             broken = ro.lock_break(target[0], holder, now)
         conflicts = ro.lock_conflicts(held, rollout_id, devices)
         if conflicts:
             raise ro.lock_refusal(conflicts, lock_dir)
+        # Broken only now, when this rollout takes the devices (and records the break): a refusal leaves it in place.
+        if broken:
+            os.remove(_lock_path(lock_dir, break_lock))
         token = uuid.uuid4().hex
         _write_json(_lock_path(lock_dir, rollout_id), ro.lock_entry(rollout_id, release, devices, holder, token, now))
     return token, broken
