@@ -15,12 +15,13 @@ version_added: 0.1.0
 author:
   - edgeops.fleet developers (@edgeops)
 description:
-  - Keeps one JSON record per rollout on the controller (O(record_dir)/<rollout_id>.json) for the
-    C(edgeops.fleet.rollout) playbook; run it on the controller (C(delegate_to=localhost), C(run_once)).
+  - Keeps one JSON record per rollout in the state store (O(state_store) - O(record_dir)/<rollout_id>.json on the
+    controller, or an S3 bucket) for the C(edgeops.fleet.rollout) playbook; run it on the controller
+    (C(delegate_to=localhost), C(run_once)).
   - O(step=approve) releases the approval lock of a release manifest (who and when, bound to the manifest's sha256).
   - O(step=start) checks the approval (or its waiver outside production) and begins an attempt - a new rollout, a
     re-run, a resume of a paused or aborted one, or a whole rollback - and takes the lock of its devices
-    (C(<record_dir>/running/<rollout id>.json)) - a rollout that wants a device another running rollout holds is
+    (C(<record_dir>/running/<rollout id>.json), or in the bucket's C(locks.json)) - a rollout that wants a device another running rollout holds is
     refused, naming it. O(step=finish) and O(step=rolled_back) release it, unless the rollout leaves devices on its
     release half-way (paused, or aborted without rolling them back) - then it keeps them (the lock's state C(paused))
     until the same rollout resumes or rolls back.
@@ -53,6 +54,46 @@ options:
     description: Controller directory of approvals (one C(<release>.json) each).
     type: path
     default: ~/.local/share/edgeops/approvals
+  state_store:
+    description:
+      - Where the approvals, the records (with their incidents) and the devices' locks live - C(directory) (O(record_dir),
+        O(approvals_dir), the locks in C(<record_dir>/running/)) or C(s3), an S3-compatible bucket (O(s3)) that controllers
+        sharing no disk - AWX jobs, each in its own container - all reach.
+      - In S3 the locks are one object, C(<prefix>locks.json), changed only by conditional writes (C(If-Match) its ETag,
+        C(If-None-Match) when new), so two controllers cannot both take a device; the store must support them (AWS S3
+        does since 2024).
+    type: str
+    choices: [directory, s3]
+    default: directory
+  s3:
+    description:
+      - The bucket of O(state_store=s3); records are C(<prefix>rollouts/<id>.json), approvals
+        C(<prefix>approvals/<release>.json).
+      - Credentials come from boto3's own chain - the C(AWS_ACCESS_KEY_ID) and C(AWS_SECRET_ACCESS_KEY) environment (what
+        an AWX Amazon Web Services credential injects) or C(AWS_PROFILE) - never from a module argument.
+    type: dict
+    suboptions:
+      bucket:
+        description: The bucket (it must exist).
+        type: str
+        required: true
+      prefix:
+        description: Key prefix of this fleet's state (one prefix per fleet).
+        type: str
+        default: edgeops/
+      endpoint_url:
+        description: An S3-compatible endpoint (MinIO, Ceph RGW, ...); default AWS S3.
+        type: str
+      region:
+        description: The region; default boto3's (C(AWS_DEFAULT_REGION)).
+        type: str
+      validate_certs:
+        description: Verify the endpoint's TLS certificate.
+        type: bool
+        default: true
+      ca_bundle:
+        description: A CA bundle to verify it with; default boto3's (C(AWS_CA_BUNDLE)).
+        type: path
   approver:
     description: Who approves (O(step=approve)).
     type: str
@@ -123,6 +164,8 @@ options:
   wave_started:
     description: When the wave (or its batch) began (UTC, C(YYYY-MM-DDTHH:MM:SSZ)).
     type: str
+requirements:
+  - boto3 (only for O(state_store=s3))
 attributes:
   check_mode:
     support: full
@@ -171,7 +214,7 @@ record:
   returned: always except O(step=approve)
   type: dict
 path:
-  description: The record's (or the approval's) file.
+  description: The record's (or the approval's) file, or its C(s3://) URL.
   returned: always
   type: str
 decision:
@@ -227,105 +270,75 @@ stats:
   type: dict
 """
 
-import contextlib
-import fcntl
-import glob
 import hashlib
-import json
-import os
 import socket
-import tempfile
+import traceback
 import uuid
 
-from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
 from ansible_collections.edgeops.fleet.plugins.module_utils import _rollout as ro
+from ansible_collections.edgeops.fleet.plugins.module_utils import _state_store as state
+
+try:
+    import boto3  # only the s3 store needs it
+    BOTO3_ERROR = None
+except ImportError:
+    boto3, BOTO3_ERROR = None, traceback.format_exc()
 
 
-def _read_json(path):
-    try:
-        with open(path) as handle:
-            return json.load(handle)
-    except (IOError, OSError):
-        return None
-    except ValueError as exc:
-        # A truncated or hand-edited file: say which, instead of ending the module with a traceback.
-        raise ro.RolloutError("%s is not valid JSON (%s): repair it, or move it away to start over" % (path, exc))
+def _store(module):
+    p = module.params
+    if p["state_store"] == "directory":
+        return state.DirectoryStore(p["record_dir"], p["approvals_dir"])
+    s3 = p["s3"] or {}
+    if not s3.get("bucket"):
+        module.fail_json(msg="state_store=s3 needs s3.bucket (rollout_state_s3.bucket)")
+    if boto3 is None:
+        module.fail_json(msg=missing_required_lib("boto3", reason="for state_store=s3"), exception=BOTO3_ERROR)
+    return state.S3Store(s3["bucket"], s3.get("prefix"), endpoint_url=s3.get("endpoint_url"), region=s3.get("region"),
+                         validate_certs=s3.get("validate_certs"), ca_bundle=s3.get("ca_bundle"))
 
 
-def _write_json(path, data):
-    directory = os.path.dirname(path)
-    if not os.path.isdir(directory):
-        os.makedirs(directory, 0o700)
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".rollout-")
-    with os.fdopen(fd, "w") as handle:
-        json.dump(data, handle, indent=2, sort_keys=True)
-        handle.write("\n")
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.chmod(tmp, 0o600)
-    os.rename(tmp, path)
-
-
-@contextlib.contextmanager
-def _exclusive(directory):
-    """An exclusive flock on <directory>/.lock: one controller at a time reads and changes the locks."""
-    os.makedirs(directory, 0o700, exist_ok=True)
-    fd = os.open(os.path.join(directory, ".lock"), os.O_RDWR | os.O_CREAT, 0o600)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(fd)
-
-
-def _lock_path(lock_dir, rollout_id):
-    return os.path.join(lock_dir, "%s.json" % rollout_id)
-
-
-def _take_lock(lock_dir, rollout_id, release, devices, holder, break_lock, now):
+def _take_lock(store, rollout_id, release, devices, holder, break_lock, now):
     """Take this rollout's lock (breaking break_lock's first): (its token, the broken lock or None)."""
-    broken = None
-    with _exclusive(lock_dir):
-        held = [entry for entry in (_read_json(path) for path in sorted(glob.glob(os.path.join(lock_dir, "*.json"))))
-                if entry]
+    token = uuid.uuid4().hex
+
+    def change(held):
+        broken = None
         if break_lock:
             ro.check_id(break_lock, "rollout_break_lock")
-            target = [entry for entry in held if entry.get("rollout") == break_lock]
-            if not target:
+            if break_lock not in held:
                 raise ro.RolloutError("rollout_break_lock=%s: no rollout of that id holds a lock in %s"
-                                      % (break_lock, lock_dir))
-            held = [entry for entry in held if entry.get("rollout") != break_lock]
-            broken = ro.lock_break(target[0], holder, now)
-        conflicts = ro.lock_conflicts(held, rollout_id, devices)
+                                      % (break_lock, store.where("lock")))
+            broken = ro.lock_break(held.pop(break_lock), holder, now)
+        conflicts = ro.lock_conflicts([held[k] for k in sorted(held)], rollout_id, devices)
         if conflicts:
-            raise ro.lock_refusal(conflicts, lock_dir)
+            raise ro.lock_refusal(conflicts, store.where("lock"))
         # Broken only now, when this rollout takes the devices (and records the break): a refusal leaves it in place.
+        updates = {rollout_id: ro.lock_entry(rollout_id, release, devices, holder, token, now)}
         if broken:
-            os.remove(_lock_path(lock_dir, break_lock))
-        token = uuid.uuid4().hex
-        _write_json(_lock_path(lock_dir, rollout_id), ro.lock_entry(rollout_id, release, devices, holder, token, now))
-    return token, broken
+            updates[break_lock] = None
+        return updates, broken
+
+    return token, store.update_locks(change)
 
 
-def _check_lock(lock_dir, rollout_id, token):
+def _check_lock(store, rollout_id, token):
     """At a later step: the lock must still be this run's (a break under a running controller stops it here)."""
     if token:
-        ro.check_lock_owner(_read_json(_lock_path(lock_dir, rollout_id)), rollout_id, token,
-                            _lock_path(lock_dir, rollout_id))
+        ro.check_lock_owner(store.read_lock(rollout_id), rollout_id, token, store.where("lock", rollout_id))
 
 
-def _close_lock(lock_dir, rollout_id, token, record, now):
+def _close_lock(store, rollout_id, token, record, now):
     """After the record is closed: release the lock, or keep it paused while devices stay on the release half-way."""
-    with _exclusive(lock_dir):
-        path = _lock_path(lock_dir, rollout_id)
-        entry = _read_json(path)
+    def change(held):
+        entry = held.get(rollout_id)
         if not entry or (token and entry.get("token") != token):
-            return
-        if ro.keeps_devices(record):
-            _write_json(path, dict(entry, state="paused", token="", since=now))
-        else:
-            os.remove(path)
+            return {}, None
+        return {rollout_id: dict(entry, state="paused", token="", since=now) if ro.keeps_devices(record) else None}, None
+
+    store.update_locks(change)
 
 
 def main():
@@ -337,6 +350,15 @@ def main():
             rollout_id=dict(type="str"),
             record_dir=dict(type="path", default="~/.local/share/edgeops/rollouts"),
             approvals_dir=dict(type="path", default="~/.local/share/edgeops/approvals"),
+            state_store=dict(type="str", default="directory", choices=["directory", "s3"]),
+            s3=dict(type="dict", options=dict(
+                bucket=dict(type="str", required=True),
+                prefix=dict(type="str", default="edgeops/"),
+                endpoint_url=dict(type="str"),
+                region=dict(type="str"),
+                validate_certs=dict(type="bool", default=True),
+                ca_bundle=dict(type="path"),
+            )),
             approver=dict(type="str"),
             environment=dict(type="str", default="production"),
             approval_waived=dict(type="bool", default=False),
@@ -365,39 +387,39 @@ def main():
     except (IOError, OSError) as exc:
         module.fail_json(msg="cannot read the release manifest %s: %s" % (p["manifest"], exc))
     result = {"changed": False}
+    store = _store(module)
     try:
         if p["step"] == "approve":
-            path = os.path.join(p["approvals_dir"], "%s.json" % ro.check_id(p["release"], "release"))
+            release = ro.check_id(p["release"], "release")
+            path = store.where("approval", release)
             entry = ro.approval_entry(p["release"], manifest_sha256, p["approver"], now)
-            old = _read_json(path)
+            old = store.read("approval", release)
             same = old is not None and all(old.get(k) == entry[k] for k in ("release", "manifest_sha256", "approver"))
             if not same and not module.check_mode:
-                _write_json(path, entry)
+                store.write("approval", release, entry)
             module.exit_json(changed=not same, path=path, approval=old if same else entry)
 
         ro.check_id(p["release"], "release")
         rollout_id = ro.check_id(p["rollout_id"] or p["release"])
-        path = os.path.join(p["record_dir"], "%s.json" % rollout_id)
-        record = _read_json(path)
+        path = store.where("record", rollout_id)
+        record = store.read("record", rollout_id)
         result.update(path=path, stats_key=ro.stats_key(rollout_id))
-        lock_dir = os.path.join(p["record_dir"], "running")
         if p["step"] != "start" and record is not None:
-            _check_lock(lock_dir, rollout_id, p["lock_token"])
+            _check_lock(store, rollout_id, p["lock_token"])
         if p["step"] == "start":
             approval = None
             if p["rollout_action"] != "rollback" and p["awx_workflow"] is not None:
                 approval = ro.awx_workflow_approval(p["awx_workflow"], p["release"], p["environment"], manifest_sha256)
             elif p["rollout_action"] != "rollback":
-                approvals = os.path.join(p["approvals_dir"], "%s.json" % p["release"])
-                approval = ro.check_approval(_read_json(approvals), p["release"], manifest_sha256, p["environment"],
-                                             p["approval_waived"], approvals)
+                approval = ro.check_approval(store.read("approval", p["release"]), p["release"], manifest_sha256,
+                                             p["environment"], p["approval_waived"], store.where("approval", p["release"]))
             record = ro.start(record, p["rollout_action"], rollout_id, p["release"], p["manifest"], manifest_sha256,
                               p["policy"], p["devices"], approval, now)
             if not module.check_mode:
                 holder = dict(p["holder"] or {}, controller=socket.gethostname())
                 # A rollback acts on every device the rollout switched, in the plan now or not.
                 devices = set(p["devices"]) | (set(ro.rollback_targets(record)) if p["rollout_action"] == "rollback" else set())
-                token, broken = _take_lock(lock_dir, rollout_id, p["release"], devices, holder, p["break_lock"], now)
+                token, broken = _take_lock(store, rollout_id, p["release"], devices, holder, p["break_lock"], now)
                 result["lock_token"] = token
                 if broken:
                     record.setdefault("lock_breaks", []).append(broken)
@@ -431,26 +453,28 @@ def main():
                        "counts": ro.counts(record), "record": path})
         if not module.check_mode:
             try:
-                _write_json(path, record)
-            except (IOError, OSError):
-                if result.get("lock_token"):  # taken by this start: not left behind
-                    _close_lock(lock_dir, rollout_id, result["lock_token"], {"status": "not started"}, now)
+                store.write("record", rollout_id, record)
+            except (IOError, OSError, state.StoreError):
+                if result.get("lock_token"):  # taken by this start: not left behind (if the store lets it go)
+                    try:
+                        _close_lock(store, rollout_id, result["lock_token"], {"status": "not started"}, now)
+                    except (IOError, OSError, state.StoreError):
+                        pass
                 raise
             if p["step"] in ("finish", "rolled_back"):
-                _close_lock(lock_dir, rollout_id, p["lock_token"], record, now)
+                _close_lock(store, rollout_id, p["lock_token"], record, now)
         whole = p["step"] == "start" and p["rollout_action"] == "rollback"
         result.update(changed=True, status=record["status"],
                       rollback_targets=ro.rollback_targets(record, None if whole else ("confirmed",)))
         if p["return_record"]:
             result["record"] = record
-    except ro.RolloutError as exc:
+    except (ro.RolloutError, state.StoreError) as exc:
         module.fail_json(msg=str(exc), **result)
     except (IOError, OSError) as exc:
         # The state store (record_dir, approvals_dir) missing, read-only or not shared with this job: said plainly,
         # and at step=start before any device is touched.
-        module.fail_json(msg="the rollout's state store cannot be used: %s: %s (record_dir %s, approvals_dir %s)"
-                         % (getattr(exc, "filename", None) or "", exc.strerror or exc, p["record_dir"], p["approvals_dir"]),
-                         **result)
+        module.fail_json(msg="the rollout's state store cannot be used: %s: %s (%s)"
+                         % (getattr(exc, "filename", None) or "", exc.strerror or exc, store.describe()), **result)
     module.exit_json(**result)
 
 
