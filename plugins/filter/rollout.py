@@ -9,6 +9,7 @@ __metaclass__ = type
 
 from ansible.errors import AnsibleFilterError
 
+from ansible_collections.edgeops.fleet.plugins.module_utils import _rollout
 from ansible_collections.edgeops.fleet.plugins.plugin_utils._fleet import FleetError, assign_waves, load_rollout_policy
 
 
@@ -130,6 +131,10 @@ def rollout_rollback_hosts(run):
     return []
 
 
+def rollout_failure_alerts(outcomes, release_file="", rollout_id="", workflow=None):
+    return _rollout.failure_alerts(_plain(outcomes or {}), release_file or "", rollout_id or "", _plain(workflow or {}))
+
+
 def rollout_wave_line(wave, plan):
     names = sorted(n for n, d in plan["devices"].items() if d["wave"] == wave and not d["pinned"])
     shown = ", ".join(names[:8]) + (" and %d more" % (len(names) - 8) if len(names) > 8 else "")
@@ -241,4 +246,5 @@ class FilterModule(object):
         return {"rollout_policy": rollout_policy, "rollout_plan": rollout_plan, "rollout_final": rollout_final, "rollout_staged": rollout_staged,
                 "rollout_switched": rollout_switched,
                 "rollout_wave_line": rollout_wave_line, "rollout_rollback_hosts": rollout_rollback_hosts,
-                "rollout_schedule": rollout_schedule, "rollout_step": rollout_step}
+                "rollout_schedule": rollout_schedule, "rollout_step": rollout_step,
+                "rollout_failure_alerts": rollout_failure_alerts}

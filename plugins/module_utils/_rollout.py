@@ -488,3 +488,43 @@ def alerts(record, since=0, source=""):
                                     "description": inc.get("reason", "")[:1000]},
                     "generatorURL": source or "", "startsAt": inc["time"]})
     return out
+
+
+def failure_alerts(outcomes, release_file="", rollout_id="", workflow=None, now=None):
+    """Alertmanager v2 alerts for a rollout workflow that failed (the AWX workflow's failure node).
+
+    ``outcomes`` maps the ``set_stats`` keys the workflow's nodes handed on (``edgeops_rollout_<id>``) to their data:
+    one alert per rollout that did not complete. When none was handed on - the check failed, or the rollout stopped
+    before its record began (a held lock, a missing approval) - one alert names the workflow and the release file.
+    """
+    workflow = workflow or {}
+    where = ("AWX workflow job %s (%s)" % (workflow["job_id"], workflow.get("name") or "?")
+             if workflow.get("job_id") else "the rollout workflow")
+    release = re.sub(r"\.ya?ml$", "", (release_file or "").rstrip("/").rsplit("/", 1)[-1]) or "unknown"
+    now = now or utc_now()
+    out = []
+    for key in sorted(outcomes or {}):
+        stats = outcomes[key]
+        if not isinstance(stats, dict) or stats.get("status") == "completed":
+            continue
+        record = str(stats.get("record") or "")
+        rollout = record.rstrip("/").rsplit("/", 1)[-1][:-5] if record.endswith(".json") else key[len("edgeops_rollout_"):]
+        counts = ", ".join("%s %s" % (count, outcome) for outcome, count in sorted((stats.get("counts") or {}).items()))
+        out.append({
+            "labels": {"alertname": "EdgeopsRolloutFailed", "severity": "critical", "rollout": rollout,
+                       "release": str(stats.get("release") or release), "status": str(stats.get("status") or "unknown")},
+            "annotations": {"summary": "rollout %s of %s: %s" % (rollout, stats.get("release") or release,
+                                                                 stats.get("status") or "unknown"),
+                            "description": ("%s. Devices: %s. Record: %s. Run by %s." % (
+                                stats.get("reason") or "no reason given", counts or "none", record or "none", where))[:1000]},
+            "startsAt": now})
+    if not out:
+        out.append({
+            "labels": {"alertname": "EdgeopsRolloutFailed", "severity": "critical", "rollout": rollout_id or release,
+                       "release": release, "status": "not-started"},
+            "annotations": {"summary": "rollout of %s failed without an outcome" % release,
+                            "description": ("%s failed and no rollout outcome was handed on: the check failed, the "
+                                            "approval or the devices' lock was refused, or the job stopped before its "
+                                            "report; see the job's output and the rollout's record." % where)[:1000]},
+            "startsAt": now})
+    return out

@@ -141,9 +141,13 @@ def test_the_rollout_workflow_checks_then_waits_for_an_approval_then_rolls_out_w
     assert rollout["extra_vars"]["rollout_approval_from"] == "awx_workflow"
     assert rollout.get("ask_variables_on_launch", False) is False
     assert {q["variable"] for q in rollout["survey_spec"]["spec"]} <= {"rollout_release_file", "rollout_targets", "rollout_id"}
-    # No node runs after a failed rollout: it rolled back what it switched itself; a rollback node would also run after
-    # a failure before the rollout began, and roll back an earlier rollout of the same id.
-    assert not any(nodes[after_approval[0]].get(edge) for edge in ("success_nodes", "failure_nodes", "always_nodes"))
+    # After a failed check or rollout only the alert runs: the rollout rolled back what it switched itself; a rollback
+    # node would also run after a failure before the rollout began, and roll back an earlier rollout of the same id.
+    for node in ("check", after_approval[0]):
+        assert [playbook[i] for i in nodes[node]["failure_nodes"]] == ["playbooks/rollout_alert.yml"], node
+    assert not any(nodes[after_approval[0]].get(edge) for edge in ("success_nodes", "always_nodes"))
+    alert = templates[nodes[nodes["check"]["failure_nodes"][0]]["unified_job_template"]]
+    assert alert["credentials"] == ["edgeops.fleet Alertmanager"] and alert["ask_variables_on_launch"] is False
     assert workflow["allow_simultaneous"] is False
 
 

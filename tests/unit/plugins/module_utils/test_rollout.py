@@ -322,3 +322,24 @@ def test_a_rollout_that_leaves_devices_on_its_release_keeps_them():
     assert not ro.keeps_devices({"status": "aborted", "devices": {"a1": dict(switched, outcome="rolled-back",
                                                                              generation=1)}})
     assert not ro.keeps_devices({"status": "completed", "devices": {"a1": dict(switched, outcome="confirmed")}})
+
+
+def test_a_failed_workflow_alerts_once_per_rollout_that_did_not_complete_or_once_for_the_workflow():
+    outcomes = {
+        "edgeops_rollout_light_1_1_0": {"status": "aborted", "release": "light-1.1.0", "reason": "canary failed",
+                                        "counts": {"rolled-back": 1, "staged": 9},
+                                        "record": "s3://state/fleet/rollouts/light-1.1.0.json"},
+        "edgeops_rollout_other": {"status": "completed", "release": "demo-1", "reason": "", "counts": {}, "record": ""},
+    }
+    alerts = ro.failure_alerts(outcomes, "releases/light-1.1.0.yml", "", {"job_id": 77, "name": "wf"}, now=T0)
+    assert [a["labels"] for a in alerts] == [{"alertname": "EdgeopsRolloutFailed", "severity": "critical",
+                                              "rollout": "light-1.1.0", "release": "light-1.1.0", "status": "aborted"}]
+    assert alerts[0]["annotations"]["description"] == ("canary failed. Devices: 1 rolled-back, 9 staged. Record: "
+                                                       "s3://state/fleet/rollouts/light-1.1.0.json. Run by AWX workflow job 77 (wf).")
+    assert alerts[0]["startsAt"] == T0
+    # Nothing handed on (the check failed, the lock was refused): one alert for the workflow, named by the release file.
+    for nothing in ({}, {"edgeops_rollout_other": outcomes["edgeops_rollout_other"]}):
+        alerts = ro.failure_alerts(nothing, "releases/light-1.2.0.yaml", "", {}, now=T0)
+        assert [a["labels"]["status"] for a in alerts] == ["not-started"]
+        assert alerts[0]["labels"]["release"] == alerts[0]["labels"]["rollout"] == "light-1.2.0"
+        assert alerts[0]["annotations"]["description"].startswith("the rollout workflow failed and no rollout outcome")
