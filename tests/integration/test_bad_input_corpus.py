@@ -227,6 +227,72 @@ def test_a_state_store_that_cannot_be_written_is_refused_before_any_device(tmp_p
     assert "Traceback" not in run.out
 
 
+def test_an_s3_state_store_that_does_not_answer_is_refused_before_any_device(tmp_path, monkeypatch):
+    """rollout_state_store=s3 at an endpoint nothing listens on (loopback, a port just closed): the first step names
+    the bucket, the object and the endpoint, within seconds (short botocore timeouts), and no device is tried."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        closed = "http://127.0.0.1:%d" % sock.getsockname()[1]
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+        monkeypatch.setenv(name, "corpus-not-a-key")
+    path = write_manifest(tmp_path, "demo", yaml.safe_dump(RELEASE))
+    fleet = yaml.safe_load(yaml.safe_dump(FLEET))
+    fleet["sites"]["site01"]["vars"] = {"workloads_secrets": {"dashboard_token": "corpus-token-site01"}}
+    store = {"rollout_state_store": "s3", "rollout_state_s3": {"bucket": "fleet-state", "endpoint_url": closed,
+                                                               "region": "us-east-1"}}
+    run = ansible("ansible-playbook", "-i", write_fleet(tmp_path, yaml.safe_dump(fleet)), "playbooks/rollout.yml",
+                  "-e", "rollout_release_file=" + path, "-e", "rollout_check_registries=false", "-e", json.dumps(store))
+    assert_refused_untouched(run, "s3://fleet-state/edgeops/rollouts/%s.json" % RELEASE["release"],
+                             "the rollout's state store cannot be used: cannot read")
+    assert "endpoint %s" % closed in " ".join(run.out.split()) and "Traceback" not in run.out
+    assert "corpus-not-a-key" not in run.out
+
+
+def survey_questions():
+    """Every survey question of the AWX job templates and workflows that the rollout playbook reads."""
+    content = {}
+    for name in ("job_templates.yml", "workflows.yml"):
+        with open(os.path.join(REPO, "extensions", "awx", name)) as handle:
+            content.update(yaml.safe_load(handle))
+    questions = {}
+    for item in content["controller_templates"] + content["controller_workflows"]:
+        for question in item.get("survey_spec", {}).get("spec", []):
+            questions.setdefault(question["variable"], question)
+    return questions
+
+
+# Survey answers AWX would not let through its form, but the API's extra_vars, a survey edited by hand, or an older
+# template can: (variable, value, what the refusal says). The playbook refuses each before any device is tried.
+SURVEY_OUT_OF_RANGE = [
+    ("rollout_action", "deploy", "rollout_action"),
+    ("rollout_id", "r" * 129, "rollout id must be letters, digits and . _ : + - (at most 128)"),
+    ("rollout_id", "../other", "rollout id must be letters, digits"),
+    ("rollout_break_lock", "../../etc", "rollout_break_lock must be letters, digits"),
+    ("rollout_targets", "tag_nothing_like_this", "rollout_targets: the pattern 'tag_nothing_like_this' matches no host"),
+]
+
+
+def test_the_surveys_allow_no_wider_range_than_the_playbook():
+    questions = survey_questions()
+    assert set(questions["rollout_action"]["choices"]) == {"start", "resume", "rollback"}
+    for variable in ("rollout_id", "rollout_break_lock"):
+        assert questions[variable]["max"] <= 128, variable  # check_id's limit
+
+
+@pytest.mark.parametrize("variable, value, expected", SURVEY_OUT_OF_RANGE,
+                         ids=["%s-%d" % (case[0], n) for n, case in enumerate(SURVEY_OUT_OF_RANGE)])
+def test_a_survey_value_out_of_range_is_refused_naming_it_before_any_device(tmp_path, variable, value, expected):
+    assert variable in survey_questions()
+    path = write_manifest(tmp_path, "demo", yaml.safe_dump(RELEASE))
+    fleet = yaml.safe_load(yaml.safe_dump(FLEET))
+    fleet["sites"]["site01"]["vars"] = {"workloads_secrets": {"dashboard_token": "corpus-token-site01"}}
+    run = ansible("ansible-playbook", "-i", write_fleet(tmp_path, yaml.safe_dump(fleet)), "playbooks/rollout.yml",
+                  "-e", "rollout_release_file=" + path, "-e", "rollout_check_registries=false",
+                  "-e", "rollout_record_dir=%s" % (tmp_path / "records"), "-e", json.dumps({variable: value}))
+    assert_refused_untouched(run, variable if variable != "rollout_id" else "", expected)
+    assert not (tmp_path / "records").exists() or not list((tmp_path / "records").glob("*.json")), "a record was begun"
+
+
 @pytest.mark.parametrize("name, text, expected", MANIFESTS, ids=[m[0] for m in MANIFESTS])
 def test_a_malformed_release_is_refused_by_site_yml_in_its_first_play(tmp_path, name, text, expected):
     fleet = write_fleet(tmp_path, yaml.safe_dump(FLEET))
