@@ -43,13 +43,13 @@ checks=(
 # Three streams: with four, a 2-CPU machine ran at load 30-60 and timing checks measured the machine, not the
 # code. Balanced on the times of clean-clone runs (python benchmarks/suite_cost.py): each stream opens with one of
 # the long labs (site.yml end to end; the rollout lab, which test_rollout.py and test_rollout_faults.py share, in
-# that order; power loss), then the shorter entries; the ten-device light rollout (about 500 s in a full run) closes
-# stream 1, whose molecule registry and secrets moved to the other two for it.
+# that order; power loss), then the shorter entries; the ten-device light rollout and then the AWX jobs on its lab
+# (about 800 s in a full run, the EE built beside the rollout) close stream 1, whose molecule bastion, registry and
+# secrets moved to the other two for it.
 lab_stream_1=(
   "integration-lifecycle=pytest_modules tests/integration/test_lab_lifecycle.py"
   "integration-security=pytest_modules tests/integration/test_secrets.py tests/integration/test_firewall_lockout.py"
-  "molecule-bastion=molecule_scenario bastion"
-  "integration-rollout-scale=pytest_modules tests/integration/test_rollout_scale.py"
+  "integration-rollout-scale=pytest_modules tests/integration/test_rollout_scale.py tests/integration/test_awx_jobs.py"
 )
 lab_stream_2=(
   "integration-rollout=pytest_modules tests/integration/test_rollout.py tests/integration/test_rollout_faults.py"
@@ -58,6 +58,7 @@ lab_stream_2=(
     tests/integration/test_bad_input_corpus.py"
   "ansible-lint=ansible-lint"
   "molecule-secrets=molecule_scenario secrets"
+  "molecule-bastion=molecule_scenario bastion"
 )
 lab_stream_3=(
   "integration-power-loss=pytest_modules tests/integration/test_generations_power_loss.py"

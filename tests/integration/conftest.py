@@ -9,8 +9,11 @@ __metaclass__ = type
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
+import tempfile
+import time
 
 import pytest
 import yaml
@@ -85,3 +88,80 @@ def rollout_lab(tmp_path_factory):
         yield lab
     finally:
         lab.down()
+
+
+@pytest.fixture(scope="session")
+def rollout_scale_lab(tmp_path_factory):
+    """The ten-device light lab (rollout_lab.py's SCALE_*) that test_rollout_scale.py and then test_awx_jobs.py share,
+    in one pytest run (the suite's integration-rollout-scale entry): every device ends test_rollout_scale.py on
+    LIGHT_GOOD."""
+    from rollout_lab import LIGHT_BAD, LIGHT_GOOD, SCALE_CANARY, SCALE_DEVICES, SCALE_SALT, SCALE_WAVES, RolloutLab
+    lab = RolloutLab(str(tmp_path_factory.mktemp("rollout-scale")), "edgeops-rscale", 44000, devices=SCALE_DEVICES,
+                     canary=SCALE_CANARY, light=True, salt=SCALE_SALT)
+    lab.waves = SCALE_WAVES
+    try:
+        lab.up()
+        lab.publish(LIGHT_GOOD, LIGHT_BAD)
+        yield lab
+    finally:
+        lab.down()
+
+
+# The execution environment test_awx_jobs.py runs its jobs in (scripts/build_ee.sh: execution-environment.yml on the
+# lab's minimal Debian base, pip from a wheelhouse made here, cached by recipe). It starts building in the background
+# as soon as pytest knows that module will run, so a cold build (about 100 s on an idle 2-CPU machine, all of it
+# docker build) overlaps the tests that come before it in the same run (test_rollout_scale.py); its build steps get a
+# quarter of the CPU weight of the lab's containers. EDGEOPS_EE_IMAGE=<image>: use that image, build nothing.
+EE_BUILD_TIMEOUT = 1800
+_ee_build = {}
+
+
+def _start_ee_build():
+    if _ee_build or os.environ.get("EDGEOPS_EE_IMAGE"):
+        return
+    work = tempfile.mkdtemp(prefix="edgeops-ee-")
+    env = dict(os.environ, PATH=BIN + os.pathsep + os.environ["PATH"], EE_WHEELHOUSE="1", EE_NO_PYC="1",
+               EE_BUILD_DIR=os.path.join(work, "build"),
+               EE_BUILD_OPTS=" ".join(["--cpu-shares=256", os.environ.get("EE_BUILD_OPTS", "")]).strip())
+    with open(os.path.join(work, "build.log"), "w") as log, open(os.path.join(work, "image"), "w") as out:
+        proc = subprocess.Popen(["bash", os.path.join(REPO, "scripts", "build_ee.sh"), "-", "lab"], cwd=REPO, env=env,
+                                stdout=out, stderr=log, stdin=subprocess.DEVNULL)
+    _ee_build.update(proc=proc, work=work, started=time.monotonic())
+
+
+def pytest_collection_finish(session):
+    if any(os.path.basename(str(item.fspath)) == "test_awx_jobs.py" for item in session.items):
+        _start_ee_build()
+
+
+def pytest_sessionfinish(session, exitstatus):
+    proc = _ee_build.get("proc")
+    if proc is not None and proc.poll() is None:  # the run ended before it needed the image
+        proc.terminate()
+        proc.wait()
+    if _ee_build.get("work"):
+        shutil.rmtree(_ee_build["work"], ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def ee_image():
+    """The execution environment's image (its recipe tag), built once per recipe."""
+    if os.environ.get("EDGEOPS_EE_IMAGE"):
+        return os.environ["EDGEOPS_EE_IMAGE"]
+    _start_ee_build()
+    waited = time.monotonic()
+    rc = _ee_build["proc"].wait(timeout=EE_BUILD_TIMEOUT)
+    with open(os.path.join(_ee_build["work"], "build.log")) as handle:
+        log = handle.read()
+    assert rc == 0, "scripts/build_ee.sh failed:\n" + log[-6000:]
+    with open(os.path.join(_ee_build["work"], "image")) as handle:
+        image = handle.read().split()[-1]
+    said = [line[len("build_ee: "):] for line in log.splitlines() if line.startswith(("build_ee: built ", "build_ee: edgeops"))]
+    _ee_build["summary"] = "execution environment %s (%s); the tests waited %.0f s for it" % (
+        image, said[-1] if said else "?", time.monotonic() - waited)
+    return image
+
+
+def pytest_terminal_summary(terminalreporter):
+    if _ee_build.get("summary"):
+        terminalreporter.write_line(_ee_build["summary"])

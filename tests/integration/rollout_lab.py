@@ -34,6 +34,14 @@ SECRETS = {"pull": "pull-Rt5m2Qx8Lw", "push": "push-Hy3c6Vn1Zd", "token": "tok-B
 # load ~40); a confirmed device never waits for it. Tests where the timeout itself is under test set their own.
 CONFIRM_TIMEOUT = 300
 
+# The ten-device light lab (the session fixture `rollout_scale_lab` in conftest.py): test_rollout_scale.py's rollouts,
+# then test_awx_jobs.py's jobs on three of its devices. Waves of 1, 1, 3 and 5 devices with this salt.
+SCALE_DEVICES = ["site01-dev%02d" % n for n in range(1, 11)]
+SCALE_CANARY = "site01-dev01"
+SCALE_WAVES = [1, "10%", "50%", "100%"]
+SCALE_SALT = "lab-6"
+LIGHT_GOOD, LIGHT_BAD = "light-1.1.0", "light-1.1.0-bad"
+
 
 class RolloutLab(object):
     """One rollout lab: `name` prefixes its containers, `port_base` its published ports; `tags` (device -> extra

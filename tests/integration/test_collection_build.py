@@ -75,10 +75,12 @@ def test_an_execution_environment_gets_the_run_time_requirements_only(installed,
 
     # The repository's definition (ansible-builder v3) makes a build context with the tarball in it, installed
     # without Galaxy (its dependencies come with the pinned ansible package).
-    proc = subprocess.run(["bash", "scripts/build_ee.sh"], cwd=REPO, env=dict(env, EE_CREATE_ONLY="1"),
+    # (In a build directory of its own: test_awx_jobs.py builds the EE in another lab stream at the same time.)
+    proc = subprocess.run(["bash", "scripts/build_ee.sh"], cwd=REPO,
+                          env=dict(env, EE_CREATE_ONLY="1", EE_BUILD_DIR=str(tmp_path / "ee-build")),
                           capture_output=True, text=True, check=False)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    context = os.path.join(REPO, ".ee-build", "context")
+    context = os.path.join(str(tmp_path), "ee-build", "context")
     with open(os.path.join(context, "Containerfile")) as handle:
         containerfile = handle.read()
     assert 'ANSIBLE_GALAXY_CLI_COLLECTION_OPTS="--no-deps"' in containerfile

@@ -15,28 +15,20 @@ __metaclass__ = type
 
 import pytest
 
-from rollout_lab import RolloutLab, waived
+from rollout_lab import LIGHT_BAD, LIGHT_GOOD, SCALE_CANARY, SCALE_DEVICES, waived
 
-DEVICES = ["site01-dev%02d" % n for n in range(1, 11)]
-CANARY = "site01-dev01"
-WAVES = [1, "10%", "50%", "100%"]
-GOOD, BAD = "light-1.1.0", "light-1.1.0-bad"
+# The lab (rollout_lab.py's SCALE_*): waves [1, 10%, 50%, 100%] of 1, 1, 3 and 5 devices with its salt; the last one
+# switches in two batches (4, then 1).
+DEVICES = SCALE_DEVICES
+CANARY = SCALE_CANARY
+GOOD, BAD = LIGHT_GOOD, LIGHT_BAD
 FORKS = 4
-# Waves of 1, 1, 3 and 5 devices with this salt: the last one switches in two batches (4, then 1).
-SALT = "lab-6"
 
 
 @pytest.fixture(scope="module")
-def lab(tmp_path_factory):
-    lab = RolloutLab(str(tmp_path_factory.mktemp("rollout-scale")), "edgeops-rscale", 44000, devices=DEVICES,
-                     canary=CANARY, light=True, salt=SALT)
-    lab.waves = WAVES
-    try:
-        lab.up()
-        lab.publish(GOOD, BAD)
-        yield lab
-    finally:
-        lab.down()
+def lab(rollout_scale_lab):
+    """The session's ten-device light lab (conftest.py), which test_awx_jobs.py uses next."""
+    return rollout_scale_lab
 
 
 def served_version(lab, device):
