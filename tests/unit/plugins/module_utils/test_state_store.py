@@ -73,19 +73,11 @@ def store(request, tmp_path):
     return s3_store(request.getfixturevalue("s3_endpoint"), request.getfixturevalue("bucket"))
 
 
-def take(store, rollout_id, devices, token, break_lock=None):
-    def change(held):
-        broken = None
-        if break_lock:
-            broken = held.pop(break_lock)
-        conflicts = ro.lock_conflicts([held[k] for k in sorted(held)], rollout_id, devices)
-        if conflicts:
-            raise ro.lock_refusal(conflicts, store.where("lock"))
-        updates = {rollout_id: ro.lock_entry(rollout_id, "demo-1", devices, {"user": "alice"}, token, T0)}
-        if broken:
-            updates[break_lock] = None
-        return updates, broken
-    return store.update_locks(change)
+def take(store, rollout_id, devices, break_lock=None):
+    """rollout_record's own lock taking (the module's code, not a copy): (token, the broken lock or None)."""
+    from ansible_collections.edgeops.fleet.plugins.modules import rollout_record
+
+    return rollout_record._take_lock(store, rollout_id, "demo-1", devices, {"user": "alice"}, break_lock, T0)
 
 
 def test_records_and_approvals_read_back_as_written(store):
@@ -98,14 +90,14 @@ def test_records_and_approvals_read_back_as_written(store):
 
 
 def test_the_lock_refuses_a_shared_device_and_lets_a_disjoint_one_through(store):
-    take(store, "r1", ["dev01", "dev02"], "t1")
+    t1 = take(store, "r1", ["dev01", "dev02"])[0]
     with pytest.raises(ro.RolloutError, match="rollout r1 of demo-1 .*holds dev02"):
-        take(store, "r2", ["dev02", "dev03"], "t2")
-    take(store, "r3", ["dev04"], "t3")  # an A/B arm on other devices
-    assert store.read_lock("r1")["token"] == "t1" and store.read_lock("r3")["token"] == "t3"
+        take(store, "r2", ["dev02", "dev03"])
+    t3 = take(store, "r3", ["dev04"])[0]  # an A/B arm on other devices
+    assert store.read_lock("r1")["token"] == t1 and store.read_lock("r3")["token"] == t3
     assert store.read_lock("r2") is None  # the refused one left nothing
     # Broken by name: the holder's lock goes, the new one is taken in the same change.
-    assert take(store, "r2", ["dev02"], "t2", break_lock="r1")["rollout"] == "r1"
+    assert take(store, "r2", ["dev02"], break_lock="r1")[1]["lock"]["rollout"] == "r1"
     assert store.read_lock("r1") is None and store.read_lock("r2")["devices"] == ["dev02"]
 
 
@@ -117,7 +109,7 @@ def test_a_lock_write_that_lost_the_race_decides_again_on_what_the_winner_wrote(
     def slow_change(held):
         calls.append(sorted(held))
         if len(calls) == 1:  # between this controller's read and its write, the other takes dev02
-            take(second, "other", ["dev02"], "t-other")
+            take(second, "other", ["dev02"])
         conflicts = ro.lock_conflicts(list(held.values()), "mine", ["dev02"])
         if conflicts:
             raise ro.lock_refusal(conflicts, first.where("lock"))
@@ -126,7 +118,7 @@ def test_a_lock_write_that_lost_the_race_decides_again_on_what_the_winner_wrote(
     with pytest.raises(ro.RolloutError, match="rollout other of demo-1"):
         first.update_locks(slow_change, sleep=lambda seconds: None)
     assert calls == [[], ["other"]]  # the first write was refused by If-None-Match, the retry saw "other"
-    assert first.read_lock("mine") is None and first.read_lock("other")["token"] == "t-other"
+    assert first.read_lock("mine") is None and first.read_lock("other")["devices"] == ["dev02"]
 
 
 def test_a_bucket_that_is_not_there_or_an_endpoint_that_does_not_answer_is_named(s3_endpoint, aws_env):
@@ -135,7 +127,7 @@ def test_a_bucket_that_is_not_there_or_an_endpoint_that_does_not_answer_is_named
     closed = "http://127.0.0.1:%d" % free_port()
     with pytest.raises(state.StoreError, match=r"state store cannot be used: cannot read s3://b/fleet-a/locks.json: Could not connect.*"
                                                r"endpoint %s" % closed):
-        take(s3_store(closed, "b"), "r1", ["dev01"], "t1")
+        take(s3_store(closed, "b"), "r1", ["dev01"])
 
 
 def test_an_object_that_is_no_json_is_named(s3_endpoint, bucket):
