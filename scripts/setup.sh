@@ -2,7 +2,8 @@
 # Install everything edgeops.fleet needs on a Debian machine (run as root), idempotently:
 #   - Debian packages: Docker Engine (docker.io), debootstrap, ssh client, python3-venv, and the programs
 #     the tests run on this machine (nft from nftables and unshare from util-linux for the unit tests that
-#     load tables into the real nft in a network namespace: without them those tests skip, or fail with CI=true);
+#     load tables into the real nft in a network namespace: without them those tests skip, or fail with CI=true),
+#     promtool (from prometheus) and chromium for the monitoring tests;
 #   - a Docker Engine that answers (started by hand when no service manager runs);
 #   - the pinned Python tools in .venv/ (ansible 12.3 with its bundled collections, molecule, ...).
 # Source it or run it; afterwards use .venv/bin/ansible-playbook (or `. .venv/bin/activate`).
@@ -21,6 +22,10 @@ command -v skopeo >/dev/null || need_pkgs+=(skopeo)
 command -v nft >/dev/null || need_pkgs+=(nftables)
 command -v unshare >/dev/null || need_pkgs+=(util-linux)
 python3 -c 'import ensurepip, venv' 2>/dev/null || need_pkgs+=(python3-venv)
+# The monitoring tests: promtool (Prometheus' rule tests and linter) and headless Chromium (looking at the pages),
+# with a font so that the screenshots show text.
+command -v promtool >/dev/null || need_pkgs+=(prometheus)
+command -v chromium >/dev/null || need_pkgs+=(chromium fonts-dejavu-core)
 if [ "${#need_pkgs[@]}" -gt 0 ]; then
   log "Installing Debian packages: ${need_pkgs[*]}"
   apt-get update -qq

@@ -123,7 +123,7 @@ _NAME_RE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,38}[a-z0-9])?$")
 
 MAX_DEVICES_PER_SITE = 89
 # Site services on the hub, published on 127.0.0.1 at base + site*100 + slot (slots above the devices').
-HUB_SERVICES = {"registry": (90, 5000), "alertmanager": (91, 9093)}
+HUB_SERVICES = {"registry": (90, 5000), "alertmanager": (91, 9093), "prometheus": (92, 9090)}
 MAX_SITES = 50
 
 

@@ -15,8 +15,8 @@ its own modules relatively (``from .store import Store``):
 Modules, by concern, each importing only modules listed before it: errors, sysio (processes, atomic writes,
 locks), config (the agent's version, paths, settings), nft (our table, nft transactions), confirm
 (commit-confirmed: minimum timeout, revert timers, pending record), probe_schema, metrics and probes (the one
-probe schema and implementation), release (shape, artifacts, manifest), plans (pure decisions), state (the
-state directory), stage, activate, store (switch, confirm, rollback, dead-man, boot, gc) and cli (edgeops-gen).
+probe schema and implementation), textfile (the device's metrics for node exporter), release (shape, artifacts,
+manifest), plans (pure decisions), state (the state directory), stage, activate, store (switch, confirm, rollback, dead-man, boot, gc) and cli (edgeops-gen).
 
 Layout of the state directory (``/var/lib/edgeops`` by default)::
 
@@ -30,6 +30,7 @@ Layout of the state directory (``/var/lib/edgeops`` by default)::
     confirmed -> generations/<M>      last generation the controller confirmed (absent: nothing)
     state.json                        per-generation states, history, boot failure counts
     incidents.jsonl                   append-only incident log
+    health-last.json                  the last health run (for the metrics)
     lock                              flock: one operation at a time
 
 ``current`` and ``confirmed`` are symlinks swapped by rename(2), so a power loss leaves each one

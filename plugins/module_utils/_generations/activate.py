@@ -30,10 +30,20 @@ class Activation(StateDir):
         state = self.read_state()
         state["active"] = generation
         self.write_state(state)
-        self._apply_files(generation, man, prev)
-        self._apply_nft(generation, man)
-        self._apply_vms(generation, man, prev)
-        self._apply_compose(generation, man)
+        started, ok = self.clock(), False
+        try:
+            self._apply_files(generation, man, prev)
+            self._apply_nft(generation, man)
+            self._apply_vms(generation, man, prev)
+            self._apply_compose(generation, man)
+            ok = True
+        finally:
+            # For the metrics (edgeops_activation_last_*): the caller holds the lock, as for "active" above.
+            state = self.read_state()
+            ended = self.clock()
+            state["last_activation"] = {"generation": generation, "at": ended, "seconds": round(ended - started, 3),
+                                        "ok": ok}
+            self.write_state(state)
         self.log("activated generation %s" % generation)
 
     def _apply_files(self, generation, man, prev):

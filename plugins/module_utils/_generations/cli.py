@@ -27,7 +27,8 @@ commands:
   verify                 exit 0 if the device runs exactly the current generation
   incidents [AFTER]      incident records after sequence number AFTER (JSON lines)
   switch N [TIMEOUT]     switch to generation N; reverts unless confirmed within TIMEOUT s (default 120)
-  health                 run the current generation's health checks (exit 1 if one fails)
+  health                 run the current generation's health checks (exit 1 if one fails), update the metrics
+  metrics                write the metrics file for node exporter's textfile collector and print it
   confirm N              confirm generation N locally (what the controller does remotely)
   rollback [N]           roll back to generation N (default: the previous confirmed one)
   deadman N              run by edgeops-deadman@N.service when the confirm timeout expires
@@ -73,9 +74,15 @@ def main(argv=None, config_path=None):
         elif command == "switch" and len(args) in (1, 2):
             result = store.switch(int(args[0]), int(args[1]) if len(args) == 2 else DEFAULT_CONFIRM_TIMEOUT)
         elif command == "health":
+            # No lock: it reads, and keeps its result in a file of its own (run by edgeops-health.timer).
             ok, results = store.check_health(store.pointer("current"))
+            store.write_metrics()
             _out(json.dumps(results, indent=2, sort_keys=True))
             return 0 if ok else 1
+        elif command == "metrics" and not args:
+            store.write_metrics()
+            sys.stdout.write(store.metrics_text())
+            return 0
         elif command == "confirm" and len(args) == 1:
             result = store.confirm(int(args[0]))
         elif command == "rollback" and len(args) <= 1:

@@ -17,7 +17,8 @@ from .errors import GenerationError
 # Bumped whenever the device-side behaviour changes; the module refuses to switch a device whose
 # installed agent (the dead-man and boot units run it) is of another version.
 # 2: the agent is this package (probes of the health gate, one commit-confirmed timer), not one file.
-AGENT_VERSION = "2"
+# 3: metrics for node exporter's textfile collector; monitor units in every health run (the monitor rule).
+AGENT_VERSION = "3"
 
 AGENT_CONFIG = "/etc/edgeops/agent.json"
 AGENT_PROGRAM = "/usr/local/sbin/edgeops-gen"
@@ -28,6 +29,11 @@ DEFAULT_CONFIG = {
     "compose_project": "edgeops",
     "boot_failure_limit": 3,
     "activation_timeout": 180,
+    # Node exporter's textfile directory (Debian's default); nothing is written where it does not exist.
+    "metrics_dir": "/var/lib/prometheus/node-exporter",
+    # systemd units that watch the device (its monitor): each one inactive fails every health run, the gate of a
+    # switch included, so a switch that kills the monitor rolls back by itself.
+    "monitor_units": [],
 }
 
 
@@ -47,6 +53,11 @@ def load_config(path=AGENT_CONFIG):
     if unknown:
         raise GenerationError("%s: unknown key(s) %s" % (path, ", ".join(unknown)))
     config.update(data)
+    units = config["monitor_units"]
+    if not isinstance(units, list) or not all(isinstance(unit, str) and unit.strip() for unit in units):
+        raise GenerationError("%s: monitor_units must be a list of systemd unit names, got %r" % (path, units))
+    if not isinstance(config["metrics_dir"], str):
+        raise GenerationError("%s: metrics_dir must be a path (empty: no metrics), got %r" % (path, config["metrics_dir"]))
     return config
 
 

@@ -13,10 +13,11 @@ import re
 import socket
 import time
 
-from .config import DEFAULT_CONFIG
+from .config import AGENT_VERSION, DEFAULT_CONFIG
 from .errors import GenerationError
 from .release import STATE_FORMAT
 from .sysio import atomic_write, fsync_dir, lock_file, now_iso, run, sha256_bytes, which
+from .textfile import render as render_metrics, snapshot as metrics_snapshot, write as write_metrics_file
 
 
 class StateDir:
@@ -159,6 +160,40 @@ class StateDir:
             return []
         with open(os.path.join(self.gen_dir(generation), "health.json")) as handle:
             return json.load(handle)
+
+    # ---- the last health run and the metrics ----
+
+    def record_health(self, generation, results):
+        """Keep the last health run (its own file: a health run outside any operation takes no lock, so it must
+        not rewrite state.json under a switch)."""
+        if not os.path.isdir(self.dir):
+            return
+        record = {"generation": generation, "at": self.clock(), "results": results}
+        atomic_write(os.path.join(self.dir, "health-last.json"), json.dumps(record, sort_keys=True), 0o600)
+
+    def last_health(self):
+        try:
+            with open(os.path.join(self.dir, "health-last.json")) as handle:
+                return json.load(handle)
+        except (IOError, OSError, ValueError):
+            return None
+
+    def metrics_text(self):
+        current, confirmed = self.pointer("current"), self.pointer("confirmed")
+        ids = self.generation_ids()
+        return render_metrics(metrics_snapshot(
+            current, confirmed, ids[-1] if ids else None,
+            dict((gen, self.manifest(gen)) for gen in (current, confirmed) if gen is not None),
+            self.read_state(), self.incidents(), self.last_health(), AGENT_VERSION, self.clock()))
+
+    def write_metrics(self):
+        """Rewrite the metrics file; never fails the operation it follows (metrics are how people watch, not
+        how the device decides). Returns whether a file was written."""
+        try:
+            return write_metrics_file(self.config.get("metrics_dir"), self.metrics_text())
+        except Exception as exc:  # pylint: disable=broad-except
+            self.log("could not write the metrics file: %s" % exc)
+            return False
 
     # ---- incidents ----
 

@@ -28,12 +28,35 @@ from .sysio import fsync_dir, now_iso
 DEADMAN_UNIT = "edgeops-deadman@%d"
 
 
+def _then_metrics(operation):
+    """Rewrite the metrics file after the operation, whatever its outcome (a failed switch is what they show)."""
+    def wrapper(self, *args, **kwargs):
+        try:
+            return operation(self, *args, **kwargs)
+        finally:
+            if self._lock_fd is not None:  # it changed something (it took the lock)
+                self.write_metrics()
+    wrapper.__name__ = operation.__name__
+    wrapper.__doc__ = operation.__doc__
+    return wrapper
+
+
 class Store(Staging, Activation):
     """Generations under one state directory. Every public method takes the lock."""
 
+    stage = _then_metrics(Staging.stage)  # a staged generation is the newest: a rollout under way
+
+    def monitor_checks(self):
+        """The monitor rule: each unit of the agent's ``monitor_units`` must be active, in every health run."""
+        return [{"name": "monitor %s" % unit, "type": "systemd", "unit": unit, "retries": 3, "interval": 2, "timeout": 5}
+                for unit in self.config.get("monitor_units") or []]
+
     def check_health(self, generation):
-        """(all_ok, results) of the generation's local health checks."""
-        return run_health_checks(self.health_checks(generation), Probe(self.run, self.project), self.sleep)
+        """(all_ok, results) of the generation's local health checks, the monitor's first; kept for the metrics."""
+        checks = (self.monitor_checks() + self.health_checks(generation)) if generation is not None else []
+        ok, results = run_health_checks(checks, Probe(self.run, self.project), self.sleep)
+        self.record_health(generation, results)
+        return ok, results
 
     def _deadman_arm(self, generation, timeout):
         error = arm_timer(self.run, DEADMAN_UNIT % generation, timeout,
@@ -70,6 +93,7 @@ class Store(Staging, Activation):
         self.require_kept(target)
         return {"changed": self.pointer("current") != target, "generation": target}
 
+    @_then_metrics
     def switch(self, generation=None, confirm_timeout=DEFAULT_CONFIRM_TIMEOUT, health=True):
         """Arm the dead-man timer, swap ``current``, activate, run the local health checks."""
         self.plan_switch(generation, confirm_timeout)
@@ -101,12 +125,19 @@ class Store(Staging, Activation):
                 failed = [r for r in results if not r["passed"]]
                 failure = ("health-rollback", "health check %s failed after switch to generation %d: %s"
                            % (failed[0]["name"], generation, failed[0]["detail"]), results)
+        self._count_switch("rolled_back" if failure else "activated")
         if failure:
             what, reason, results = failure
             self._revert(generation, confirmed, what, reason)
             return {"changed": True, "generation": generation, "rolled_back": True, "rolled_back_to": confirmed,
                     "reason": reason, "health": results}
         return {"changed": True, "generation": generation, "rolled_back": False, "deadline": deadline}
+
+    def _count_switch(self, result):
+        state = self.read_state()
+        switches = state.setdefault("counters", {}).setdefault("switches", {})
+        switches[result] = switches.get(result, 0) + 1
+        self.write_state(state)
 
     def _revert(self, failed, target, what, reason):
         """Go back to ``target`` (the last confirmed generation, or nothing) and record why."""
@@ -138,6 +169,7 @@ class Store(Staging, Activation):
                                   current=current)
         return {"changed": confirmed != generation, "generation": generation}
 
+    @_then_metrics
     def confirm(self, generation=None):
         """Make a pending generation the confirmed one; fails, with the reason, if it was reverted."""
         if self.plan_confirm(generation)["generation"] is None:
@@ -167,6 +199,7 @@ class Store(Staging, Activation):
         self.require_kept(target)
         return {"changed": not (current == target == confirmed), "generation": target}
 
+    @_then_metrics
     def rollback(self, target=None, health=True):
         """Operator rollback to any kept generation (default: the previous confirmed one)."""
         self.plan_rollback(target)
@@ -194,6 +227,7 @@ class Store(Staging, Activation):
                 raise GenerationError(reason, **result)
         return result
 
+    @_then_metrics
     def deadman(self, generation):
         """Run by the dead-man timer: revert if ``generation`` is still current and unconfirmed."""
         self.lock()
@@ -209,6 +243,7 @@ class Store(Staging, Activation):
                      % (generation, deadline, confirmed if confirmed is not None else "no generation"))
         return {"changed": True, "reverted_to": confirmed}
 
+    @_then_metrics
     def boot(self):
         """Run early at boot: finish or undo whatever a power loss interrupted."""
         self.lock()
@@ -306,6 +341,7 @@ class Store(Staging, Activation):
         images = images_only_in([self.manifest(g) or {} for g in removed], [self.manifest(g) or {} for g in kept])
         return kept, removed, images
 
+    @_then_metrics
     def gc(self, keep):
         _kept, removed, _images = self.plan_gc(keep)
         if not removed and not os.path.isdir(self.gen_root):

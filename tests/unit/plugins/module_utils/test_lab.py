@@ -45,8 +45,8 @@ def test_fifty_devices_fit_and_names_are_unique():
 def test_hub_services_are_published_above_the_device_slots():
     plan = _lab.lab_plan("lab", sites=2, devices_per_site=89)
     hub2 = [h for h in plan["hosts"] if h["name"] == "site02-hub"][0]
-    assert hub2["service_ports"] == {"alertmanager": 42391, "registry": 42390}
-    assert hub2["published"] == ["127.0.0.1:42300:22", "127.0.0.1:42391:9093", "127.0.0.1:42390:5000"]
+    assert hub2["service_ports"] == {"alertmanager": 42391, "registry": 42390, "prometheus": 42392}
+    assert hub2["published"] == ["127.0.0.1:42300:22", "127.0.0.1:42391:9093", "127.0.0.1:42392:9090", "127.0.0.1:42390:5000"]
     ports = [h["ssh_port"] for h in plan["hosts"]] + [
         p for h in plan["hosts"] for p in h["service_ports"].values()]
     assert len(ports) == len(set(ports))
