@@ -52,7 +52,8 @@ lab_stream_1=(
   "integration-rollout-scale=pytest_modules tests/integration/test_rollout_scale.py tests/integration/test_awx_jobs.py"
 )
 lab_stream_2=(
-  "integration-rollout=pytest_modules tests/integration/test_rollout.py tests/integration/test_rollout_faults.py"
+  "integration-rollout=pytest_modules tests/integration/test_rollout.py tests/integration/test_rollout_faults.py
+    tests/integration/test_monitoring.py"
   "integration-lab=pytest_modules tests/integration/test_lab_scale_and_input.py tests/integration/test_sample_workloads.py
     tests/integration/test_collection_build.py tests/integration/test_fleet_inventory.py
     tests/integration/test_bad_input_corpus.py"
@@ -68,6 +69,7 @@ lab_stream_3=(
   "molecule-firewall=molecule_scenario firewall"
   "molecule-generations=molecule_scenario generations"
   "molecule-registry=molecule_scenario registry"
+  "integration-pages=pytest_modules tests/integration/test_report_pages.py"
   "sanity=sanity"
 )
 lab_streams=(lab_stream_1 lab_stream_2 lab_stream_3)
@@ -371,6 +373,8 @@ now_cs t1
 record setup "$rc" $((t1 - t0)) 0 "bash scripts/setup.sh"
 [ "$rc" -eq 0 ] || { echo "setup failed"; finish; }
 export PATH="$repo/.venv/bin:$PATH" ANSIBLE_FORCE_COLOR=0 PY_COLORS=0 NO_COLOR=1
+# Screenshots and pages the tests looked at (tests/support/look_at_page.py), kept with the run.
+export EDGEOPS_ARTIFACTS_DIR="$run_dir/artifacts"
 
 for entry in "${checks[@]}"; do selected "$entry" && step "$entry"; done
 run_streams "${lab_streams[@]}"

@@ -444,26 +444,91 @@ def counts(record):
     return dict((k, v) for k, v in out.items() if v)
 
 
-def summary(record):
-    """A human summary: one status line, the waves, and a table of devices."""
+# Outcomes that need a person's look, worst first; the summary lists these devices (capped) and counts the rest.
+PROBLEM_OUTCOMES = ("failed", "stage-failed", "rolled-back", "unreachable")
+SUMMARY_DEVICES = 20
+
+
+def summary(record, record_path=None, report_path=None, limit=SUMMARY_DEVICES):
+    """A short human summary, the same length at 10 or 10,000 devices: the status line, one line per wave (its
+    batches summed; a batch that stopped the rollout on a line of its own), the counts per outcome, a table of the
+    failed, rolled back and unreachable devices (every device when the fleet is small; at most ``limit`` rows, then
+    how many more), and where the JSON record and the HTML report are."""
     lines = ["rollout %s of release %s: %s%s" % (record["id"], record["release"], record["status"],
                                                  (" - " + record["reason"]) if record.get("reason") else "")]
-    for wave in record["waves"][-20:]:
-        batch = wave.get("batch") or ""
-        lines.append("  wave %d%s: %d device(s) %s, %s%s" % (
-            wave["wave"], (" batch " + batch) if batch and batch != "1/1" else "", len(wave["devices"]), _seconds(wave["started"], wave["finished"]),
-            ", ".join("%s %d" % (k, v) for k, v in sorted(wave["counts"].items()) if v) or "nothing done",
-            (" -> " + wave["decision"]) if wave["decision"] != "continue" else ""))
-    rows = [("DEVICE", "SITE", "WAVE", "OUTCOME", "GENERATION", "REASON")]
-    for name in sorted(record["devices"], key=lambda n: (record["devices"][n].get("wave") or 0, n)):
-        d = record["devices"][name]
-        gen = "%s -> %s" % (d.get("previous"), d.get("generation")) if d.get("generation") is not None else "-"
-        rows.append((name, str(d.get("site") or "-"), str(d.get("wave")), d["outcome"], gen,
-                     (d.get("reason") or "")[:80]))
-    widths = [max(len(r[i]) for r in rows) for i in range(5)]
-    for row in rows:
-        lines.append("  " + "  ".join(row[i].ljust(widths[i]) for i in range(5)) + "  " + row[5])
+    groups = []
+    for wave in record["waves"]:
+        # Batches of one wave in one attempt (a resume numbers them from 1 again).
+        if groups and groups[-1][0]["wave"] == wave["wave"] and _batch_no(wave) > _batch_no(groups[-1][-1]) > 0:
+            groups[-1].append(wave)
+        else:
+            groups.append([wave])
+    for group in groups:
+        if len(group) == 1:
+            lines.append(_wave_line(group[0]))
+            continue
+        totals = {}
+        for wave in group:
+            for key, value in wave["counts"].items():
+                totals[key] = totals.get(key, 0) + value
+        stops = [w for w in group if w["decision"] != "continue"]
+        lines.append("  wave %d: %d device(s) in %d batches %s, %s%s" % (
+            group[0]["wave"], sum(len(w["devices"]) for w in group), len(group),
+            _seconds(group[0]["started"], group[-1]["finished"]),
+            ", ".join("%s %d" % (k, v) for k, v in sorted(totals.items()) if v) or "nothing done",
+            (" -> " + stops[-1]["decision"]) if stops else ""))
+        lines.extend(_wave_line(w) for w in stops)
+    devices = record["devices"]
+    tally = counts(record)
+    lines.append("  devices: %d - %s" % (len(devices), ", ".join(
+        "%s %d" % (o, tally[o]) for o in sorted(tally, key=lambda o: (o not in PROBLEM_OUTCOMES, o))) or "none"))
+    rank = dict((o, i) for i, o in enumerate(PROBLEM_OUTCOMES))
+    order = sorted(devices, key=lambda n: (rank.get(devices[n]["outcome"], len(rank)), devices[n].get("wave") or 0, n))
+    listed = order if len(devices) <= limit else [n for n in order if devices[n]["outcome"] in PROBLEM_OUTCOMES]
+    if listed:
+        if len(listed) < len(devices):
+            lines.append("  failed, rolled back or unreachable: %d" % len(listed))
+        # Capped: the first of each outcome is shown whatever the others, then the rest in order.
+        shown = set(listed[:limit])
+        if len(listed) > limit:
+            firsts = [[n for n in listed if devices[n]["outcome"] == o][:1] for o in PROBLEM_OUTCOMES]
+            shown = set(sum(firsts, []))
+            shown.update([n for n in listed if n not in shown][:limit - len(shown)])
+        rows = [("DEVICE", "SITE", "WAVE", "OUTCOME", "GENERATION", "REASON")]
+        for name in [n for n in listed if n in shown]:
+            d = devices[name]
+            gen = "%s -> %s" % (d.get("previous"), d.get("generation")) if d.get("generation") is not None else "-"
+            rows.append((name, str(d.get("site") or "-"), str(d.get("wave")), d["outcome"], gen,
+                         " ".join((d.get("reason") or "").split())[:120]))
+        widths = [max(len(r[i]) for r in rows) for i in range(5)]
+        for row in rows:
+            lines.append(("  " + "  ".join(row[i].ljust(widths[i]) for i in range(5)) + "  " + row[5]).rstrip())
+        if len(listed) > limit:
+            left = {}
+            for name in listed:
+                if name not in shown:
+                    left[devices[name]["outcome"]] = left.get(devices[name]["outcome"], 0) + 1
+            lines.append("  ... and %d more (%s), see the report" % (len(listed) - len(shown), ", ".join(
+                "%s %d" % (o, left[o]) for o in PROBLEM_OUTCOMES if left.get(o))))
+    if record_path:
+        lines.append("record (JSON report): %s" % record_path)
+    if report_path:
+        lines.append("report (HTML page): %s" % report_path)
     return lines
+
+
+def _batch_no(wave):
+    head = str(wave.get("batch") or "").split("/", 1)[0]
+    return int(head) if head.isdigit() else 0
+
+
+def _wave_line(wave):
+    batch = wave.get("batch") or ""
+    return "  wave %d%s: %d device(s) %s, %s%s" % (
+        wave["wave"], (" batch " + batch) if batch and batch != "1/1" else "", len(wave["devices"]),
+        _seconds(wave["started"], wave["finished"]),
+        ", ".join("%s %d" % (k, v) for k, v in sorted(wave["counts"].items()) if v) or "nothing done",
+        (" -> " + wave["decision"]) if wave["decision"] != "continue" else "")
 
 
 def _seconds(started, finished):

@@ -28,7 +28,8 @@ description:
   - O(step=stage) and O(step=wave) merge device outcomes and return the fleet-wide failure-budget decision
     (C(continue), C(abort) or C(pause)) with a one-line reason; every failure becomes an incident.
   - O(step=finish) and O(step=rolled_back) close the attempt and return the human summary, the Alertmanager
-    alerts of the new incidents and the C(set_stats) data; the record itself is the machine-readable report.
+    alerts of the new incidents and the C(set_stats) data; the record itself is the machine-readable report, and
+    with O(state_store=directory) an HTML page of it is written beside it (RV(report)).
 options:
   step:
     description: What to record.
@@ -237,10 +238,23 @@ status:
   returned: always except O(step=approve)
   type: str
 summary:
-  description: The human summary, one line per item (status, waves, a table of devices).
+  description:
+    - The human summary, one line per item, as short at 10,000 devices as at 10 - the status, one line per wave (its
+      batches summed; a batch that stopped the rollout on a line of its own), the counts per outcome, a table of the
+      failed, rolled back and unreachable devices (every device when there are at most 20; else at most 20 rows, then
+      how many more), and the paths of the JSON record and of the HTML report.
   returned: when O(step) is finish or rolled_back
   type: list
   elements: str
+report:
+  description:
+    - The rollout's HTML report, C(<record_dir>/<rollout id>.html) beside its record - a self-contained page (inline
+      CSS, no script, nothing fetched) with the approval, the waves and batches on a timeline, every failed, rolled
+      back or unreachable device with its failed gate and probe, per-site counts and the incidents.
+    - Empty with O(state_store=s3) (the page is not written there yet), in check mode, or when it could not be
+      written (a warning says why).
+  returned: when O(step) is finish or rolled_back
+  type: str
 alerts:
   description: Alertmanager v2 alerts (labels alertname, site, device, release, reason, rollout) of this attempt's incidents.
   returned: when O(step) is finish or rolled_back
@@ -271,12 +285,15 @@ stats:
 """
 
 import hashlib
+import os
 import socket
+import tempfile
 import traceback
 import uuid
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
+from ansible_collections.edgeops.fleet.plugins.module_utils import _pages as pages
 from ansible_collections.edgeops.fleet.plugins.module_utils import _rollout as ro
 from ansible_collections.edgeops.fleet.plugins.module_utils import _state_store as state
 
@@ -339,6 +356,26 @@ def _close_lock(store, rollout_id, token, record, now):
         return {rollout_id: dict(entry, state="paused", token="", since=now) if ro.keeps_devices(record) else None}, None
 
     store.update_locks(change)
+
+
+def _write_report(module, result, record, path, now):
+    """The HTML report beside the JSON record (temp file + rename). A page that cannot be written warns: the record
+    is the report that counts, and the rollout's outcome must not change because of its page."""
+    report = result["report"]
+    tmp = None
+    try:
+        text = pages.rollout_report_html(record, path, generated=now)
+        fd, tmp = tempfile.mkstemp(dir=os.path.dirname(report), prefix=".report-")
+        with os.fdopen(fd, "w") as handle:
+            handle.write(text)
+        os.chmod(tmp, 0o600)  # as the record beside it
+        os.rename(tmp, report)
+    except (IOError, OSError, pages.PageError) as exc:
+        if tmp and os.path.exists(tmp):
+            os.remove(tmp)
+        module.warn("the rollout's HTML report %s could not be written: %s" % (report, exc))
+        result["summary"] = [line for line in result["summary"] if not line.startswith("report (HTML page): ")]
+        result["report"] = ""
 
 
 def main():
@@ -446,8 +483,11 @@ def main():
                 ro.finish_rollback(record, ro.check_results(record, p["results"] or {}), now)
             started = record["attempts"][-1]["started"] if record["attempts"] else ""
             new = [i for i in record["incidents"] if i["time"] >= started] if started else record["incidents"][since:]
+            # The report page goes beside a record on disk; the S3 store has no place for it yet (its write() takes
+            # JSON only).
+            report = pages.report_path(path) if store.kind == "directory" and not module.check_mode else ""
             result.update(
-                reason=record["reason"], summary=ro.summary(record),
+                reason=record["reason"], summary=ro.summary(record, path, report), report=report,
                 alerts=ro.alerts({"incidents": new, "id": rollout_id}),
                 stats={"status": record["status"], "release": record["release"], "reason": record["reason"],
                        "counts": ro.counts(record), "record": path})
@@ -463,6 +503,8 @@ def main():
                 raise
             if p["step"] in ("finish", "rolled_back"):
                 _close_lock(store, rollout_id, p["lock_token"], record, now)
+                if result.get("report"):
+                    _write_report(module, result, record, path, now)
         whole = p["step"] == "start" and p["rollout_action"] == "rollback"
         result.update(changed=True, status=record["status"],
                       rollback_targets=ro.rollback_targets(record, None if whole else ("confirmed",)))

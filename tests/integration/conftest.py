@@ -82,7 +82,7 @@ def inventory_hosts(path):
 def rollout_lab(tmp_path_factory):
     """The rollout lab (rollout_lab.py) that test_rollout.py and then test_rollout_faults.py share, in one pytest run."""
     from rollout_lab import RolloutLab  # (it imports this module)
-    lab = RolloutLab(str(tmp_path_factory.mktemp("rollout")), "edgeops-rollout", 43300)
+    lab = RolloutLab(str(tmp_path_factory.mktemp("rollout")), "edgeops-rollout", 43300, monitoring=True)
     try:
         lab.up()
         yield lab

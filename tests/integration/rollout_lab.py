@@ -49,7 +49,7 @@ class RolloutLab(object):
     until a module switches a device."""
     waves = WAVES
 
-    def __init__(self, tmp, name, port_base, devices=None, canary=CANARY, light=False, salt=None):
+    def __init__(self, tmp, name, port_base, devices=None, canary=CANARY, light=False, salt=None, monitoring=False):
         self.tmp = tmp
         self.salt = salt  # the fleet file's salt; None: pick_salt's for the default waves and devices, else "lab"
         self.devices = devices or DEVICES
@@ -59,6 +59,8 @@ class RolloutLab(object):
         self.port_base = port_base
         self.registry_port = port_base + 90
         self.alertmanager_port = port_base + 91
+        self.prometheus_port = port_base + 92
+        self.monitoring = monitoring  # Prometheus on the hub (test_monitoring.py)
         self.published = set()
         self.fresh = False
         self.tags = {}
@@ -119,6 +121,19 @@ class RolloutLab(object):
             "rollout_test_releases": self.releases,
             "rollout_test_release_names": [],  # copied by publish()
             "rollout_test_light_images": self.light,
+            "rollout_test_monitoring": self.monitoring,
+            # Node exporter on every device, watched by the agent as its monitor (the monitor rule).
+            "edgeops_node_exporter": True,
+            # Prometheus on the hub (with monitoring): scraped and judged every 5 s, alerts after 10 s, so that a test
+            # sees them within a minute. The rollback window stays the default (15m): the canary's rollback happens
+            # while its node exporter is down, and shows as an increase only across that gap.
+            "edgeops_prometheus": self.monitoring,
+            "prometheus_scrape_interval": "5s",
+            "prometheus_evaluation_interval": "5s",
+            "prometheus_alert_device_down_for": "10s",
+            "prometheus_alert_health_failing_for": "10s",
+            "prometheus_alert_metrics_missing_for": "30s",
+            "prometheus_alert_generation_skew_for": "30s",
             "rollout_record_dir": self.records,
             "rollout_approvals_dir": self.approvals,
             "rollout_registry_access": {"site01-hub:5000": "127.0.0.1:%d" % self.registry_port},

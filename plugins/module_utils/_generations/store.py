@@ -303,6 +303,7 @@ class Store(Staging, Activation):
                 "state": entry.get("state", "staged"), "current": gen == current, "confirmed": gen == confirmed,
                 "reason": entry.get("reason"), "deadline": entry.get("deadline") if gen == current != confirmed else None,
                 "intact": not self.integrity_problems(gen), "images": man.get("images", []),
+                "switched_at": entry.get("switched_at"), "confirmed_at": entry.get("confirmed_at"),
             })
         result = {"current": current, "confirmed": confirmed, "pending": current if current != confirmed else None,
                   "generations": gens, "history": state["history"], "boot_failures": state["boot_failures"],
