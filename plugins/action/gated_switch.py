@@ -77,8 +77,17 @@ class _DeviceSteps:
                                          "confirm_timeout": self.args["confirm_timeout"]})
 
     def device_gate(self):
-        return self._module(HEALTH_CHECK, {"probes": self.args["probes"], "soak": self.args["soak"],
-                                           "compose_project": self.args["compose_project"], "fail_on": []})
+        host = self.task_vars.get("inventory_hostname", self.action._play_context.remote_addr)
+
+        def gate(probes, soak):
+            return self._module(HEALTH_CHECK, {"probes": probes, "soak": soak,
+                                               "compose_project": self.args["compose_project"], "fail_on": []})
+
+        def progress(done, soak, passing, total):
+            display.display("%s: soak %d/%d s (%d s left), %d of %d probe(s) passing"
+                            % (host, done, soak, soak - done, passing, total))
+
+        return switch.soak_in_slices(gate, self.args["probes"], self.args["soak"], progress)
 
     def controller_gate(self):
         return health.gate(self.args["controller_probes"], fail_on=())

@@ -59,9 +59,11 @@ class DirectoryStore(object):
         self.lock_dir = os.path.join(record_dir, "running")
 
     def where(self, kind, name=None):
-        """The path a person can look at: of a record, an approval, or (name None) the locks."""
+        """The path a person can look at: of a record, its page, an approval, or (name None) the locks."""
         if kind == "lock":
             return os.path.join(self.lock_dir, "%s.json" % name) if name else self.lock_dir
+        if kind == "page":
+            return os.path.join(self.record_dir, "%s.html" % name)
         return os.path.join(self.record_dir if kind == "record" else self.approvals_dir, "%s.json" % name)
 
     def describe(self):
@@ -77,20 +79,28 @@ class DirectoryStore(object):
         return _decode(path, raw)
 
     def write(self, kind, name, data):
-        self._write(self.where(kind, name), data)
+        self._write(self.where(kind, name), _encode(data))
+
+    def write_page(self, name, text):
+        """A record's HTML page beside it (the same temp file + rename and mode as the record)."""
+        self._write(self.where("page", name), text)
 
     @staticmethod
-    def _write(path, data):
+    def _write(path, text):
         directory = os.path.dirname(path)
         if not os.path.isdir(directory):
             os.makedirs(directory, 0o700)
         fd, tmp = tempfile.mkstemp(dir=directory, prefix=".rollout-")
-        with os.fdopen(fd, "w") as handle:
-            handle.write(_encode(data))
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp, 0o600)
-        os.rename(tmp, path)
+        try:
+            with os.fdopen(fd, "w") as handle:
+                handle.write(text)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.chmod(tmp, 0o600)
+            os.rename(tmp, path)
+        except BaseException:
+            os.remove(tmp)  # no half-written file left behind
+            raise
 
     @contextlib.contextmanager
     def _exclusive(self):
@@ -121,7 +131,7 @@ class DirectoryStore(object):
                 if entry is None:
                     os.remove(self.where("lock", rollout_id))
                 else:
-                    self._write(self.where("lock", rollout_id), entry)
+                    self._write(self.where("lock", rollout_id), _encode(entry))
         return value
 
 
@@ -155,6 +165,8 @@ class S3Store(object):
     def _key(self, kind, name=None):
         if kind == "lock":
             return self.prefix + "locks.json"
+        if kind == "page":
+            return self.prefix + "rollouts/%s.html" % name
         return self.prefix + ("rollouts/" if kind == "record" else "approvals/") + "%s.json" % name
 
     def where(self, kind, name=None):
@@ -193,12 +205,13 @@ class S3Store(object):
             raise StoreError("s3://%s/%s is not UTF-8 JSON: repair it, or remove it to start over" % (self.bucket, key))
         return _decode("s3://%s/%s" % (self.bucket, key), text), answer.get("ETag")
 
-    def _put(self, key, data, **condition):
+    def _put(self, key, data, content_type="application/json", **condition):
         from botocore.exceptions import BotoCoreError, ClientError
 
+        body = _encode(data) if content_type == "application/json" else data
         try:
-            self.client.put_object(Bucket=self.bucket, Key=key, Body=_encode(data).encode("utf-8"),
-                                   ContentType="application/json", **condition)
+            self.client.put_object(Bucket=self.bucket, Key=key, Body=body.encode("utf-8"),
+                                   ContentType=content_type, **condition)
         except ClientError as exc:
             if condition and exc.response.get("Error", {}).get("Code") in ("PreconditionFailed", "ConditionalRequestConflict"):
                 return False
@@ -214,6 +227,10 @@ class S3Store(object):
 
     def write(self, kind, name, data):
         self._put(self._key(kind, name), data)
+
+    def write_page(self, name, text):
+        """A record's HTML page beside it (``<prefix>rollouts/<name>.html``)."""
+        self._put(self._key("page", name), text, content_type="text/html; charset=utf-8")
 
     def read_lock(self, rollout_id):
         held = self._get(self._key("lock"))[0] or {}

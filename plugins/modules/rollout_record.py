@@ -29,7 +29,7 @@ description:
     (C(continue), C(abort) or C(pause)) with a one-line reason; every failure becomes an incident.
   - O(step=finish) and O(step=rolled_back) close the attempt and return the human summary, the Alertmanager
     alerts of the new incidents and the C(set_stats) data; the record itself is the machine-readable report, and
-    with O(state_store=directory) an HTML page of it is written beside it (RV(report)).
+    an HTML page of it is written beside it, in the same store (RV(report)).
 options:
   step:
     description: What to record.
@@ -248,11 +248,11 @@ summary:
   elements: str
 report:
   description:
-    - The rollout's HTML report, C(<record_dir>/<rollout id>.html) beside its record - a self-contained page (inline
+    - The rollout's HTML report beside its record, C(<record_dir>/<rollout id>.html) or
+      C(s3://<bucket>/<prefix>rollouts/<rollout id>.html) - a self-contained page (inline
       CSS, no script, nothing fetched) with the approval, the waves and batches on a timeline, every failed, rolled
       back or unreachable device with its failed gate and probe, per-site counts and the incidents.
-    - Empty with O(state_store=s3) (the page is not written there yet), in check mode, or when it could not be
-      written (a warning says why).
+    - Empty in check mode, or when it could not be written (a warning says why).
   returned: when O(step) is finish or rolled_back
   type: str
 alerts:
@@ -285,9 +285,7 @@ stats:
 """
 
 import hashlib
-import os
 import socket
-import tempfile
 import traceback
 import uuid
 
@@ -358,21 +356,13 @@ def _close_lock(store, rollout_id, token, record, now):
     store.update_locks(change)
 
 
-def _write_report(module, result, record, path, now):
-    """The HTML report beside the JSON record (temp file + rename). A page that cannot be written warns: the record
+def _write_report(module, store, rollout_id, result, record, path, now):
+    """The HTML report beside the JSON record, in the same store. A page that cannot be written warns: the record
     is the report that counts, and the rollout's outcome must not change because of its page."""
     report = result["report"]
-    tmp = None
     try:
-        text = pages.rollout_report_html(record, path, generated=now)
-        fd, tmp = tempfile.mkstemp(dir=os.path.dirname(report), prefix=".report-")
-        with os.fdopen(fd, "w") as handle:
-            handle.write(text)
-        os.chmod(tmp, 0o600)  # as the record beside it
-        os.rename(tmp, report)
-    except (IOError, OSError, pages.PageError) as exc:
-        if tmp and os.path.exists(tmp):
-            os.remove(tmp)
+        store.write_page(rollout_id, pages.rollout_report_html(record, path, generated=now))
+    except (IOError, OSError, pages.PageError, state.StoreError) as exc:
         module.warn("the rollout's HTML report %s could not be written: %s" % (report, exc))
         result["summary"] = [line for line in result["summary"] if not line.startswith("report (HTML page): ")]
         result["report"] = ""
@@ -483,9 +473,7 @@ def main():
                 ro.finish_rollback(record, ro.check_results(record, p["results"] or {}), now)
             started = record["attempts"][-1]["started"] if record["attempts"] else ""
             new = [i for i in record["incidents"] if i["time"] >= started] if started else record["incidents"][since:]
-            # The report page goes beside a record on disk; the S3 store has no place for it yet (its write() takes
-            # JSON only).
-            report = pages.report_path(path) if store.kind == "directory" and not module.check_mode else ""
+            report = store.where("page", rollout_id) if not module.check_mode else ""
             result.update(
                 reason=record["reason"], summary=ro.summary(record, path, report), report=report,
                 alerts=ro.alerts({"incidents": new, "id": rollout_id}),
@@ -504,7 +492,7 @@ def main():
             if p["step"] in ("finish", "rolled_back"):
                 _close_lock(store, rollout_id, p["lock_token"], record, now)
                 if result.get("report"):
-                    _write_report(module, result, record, path, now)
+                    _write_report(module, store, rollout_id, result, record, path, now)
         whole = p["step"] == "start" and p["rollout_action"] == "rollback"
         result.update(changed=True, status=record["status"],
                       rollback_targets=ro.rollback_targets(record, None if whole else ("confirmed",)))

@@ -28,8 +28,46 @@ CONFIRM = "confirm"
 REASON_LIMIT = 400
 
 
+# A soak longer than two of these runs as several gates of this many seconds, with a progress line after each: a
+# long soak (minutes, on every device of a batch) is otherwise a silent wait.
+SOAK_SLICE = 30
+
+
 class Unreachable(Exception):
     """The device could not be reached for a step (the connection failed or dropped)."""
+
+
+def soak_slices(soak, slice_seconds=SOAK_SLICE):
+    """The lengths the soak runs in: one piece up to two slices, else slices of ``slice_seconds`` (the last longer)."""
+    soak = int(soak)
+    if soak <= 2 * slice_seconds:
+        return [soak]
+    pieces = [slice_seconds] * (soak // slice_seconds)
+    pieces[-1] += soak % slice_seconds
+    return pieces
+
+
+def soak_in_slices(gate, probes, soak, progress=None, slice_seconds=SOAK_SLICE):
+    """The device's gate with ``soak`` run in slices: ``gate(probes, soak)`` runs one (a module on the device).
+
+    The first slice is the gate as it is (each probe's retries, then its soak); later ones sample every probe once
+    (retries 1) and soak on, so that a failed sample still fails at once, as inside one soak. ``progress(done,
+    soak, passing, total)`` is told after each slice but the last; the first result that did not pass ends it,
+    its message saying at which second of the soak its slice began."""
+    pieces = soak_slices(soak, slice_seconds)
+    done = 0
+    result = None
+    for index, piece in enumerate(pieces):
+        result = gate(probes if index == 0 else [dict(p, retries=1) for p in probes], piece)
+        if result.get("verdict") != "passed":
+            if index:
+                result = dict(result, msg="%s (in the soak's slice from %d s of %d s)" % (result.get("msg", ""), done, soak))
+            return result
+        done += piece
+        if progress and index < len(pieces) - 1:
+            passing = len([p for p in result.get("probes") or [] if p.get("verdict") == "passed"])
+            progress(done, soak, passing, len(probes))
+    return result
 
 
 def _reason(step, msg):

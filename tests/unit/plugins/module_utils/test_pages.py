@@ -363,7 +363,7 @@ def test_a_report_that_cannot_be_written_warns_and_the_record_still_closes(capsy
     done = _module(capsys, tmp_path, step="finish", lock_token=token, results={})
     assert not done.get("failed") and done["report"] == ""
     assert [w for w in warned if "r2.html could not be written" in w], warned
-    assert [p.name for p in (tmp_path / "records").iterdir() if p.name.startswith(".report-")] == []
+    assert [p.name for p in (tmp_path / "records").iterdir() if p.name.startswith(".rollout-")] == []
     assert not [line for line in done["summary"] if line.startswith("report (HTML page)")]
 
 

@@ -172,6 +172,10 @@ def test_the_module_keeps_record_and_lock_in_the_bucket(capsys, tmp_path, s3_end
                           results={})
     assert finished["status"] == "paused", finished
     assert finished["stats"]["record"] == "s3://%s/fleet-a/rollouts/demo-1.json" % bucket
+    # Its HTML page beside the record, in the bucket too.
+    assert finished["report"] == "s3://%s/fleet-a/rollouts/demo-1.html" % bucket
+    page = client.get_object(Bucket=bucket, Key="fleet-a/rollouts/demo-1.html")
+    assert page["ContentType"] == "text/html; charset=utf-8" and b"demo-1" in page["Body"].read()
     locks = json.loads(client.get_object(Bucket=bucket, Key="fleet-a/locks.json")["Body"].read())["locks"]
     assert locks["demo-1"]["state"] == "paused" and locks["demo-1"]["token"] == ""
     # Its rollback (another job) takes the paused lock back, and closing the rollback lets the devices go.

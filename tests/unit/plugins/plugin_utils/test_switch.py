@@ -214,3 +214,42 @@ def test_only_resettable_connections_are_dropped(transport, dropped):
     connection = Connection()
     connection.transport = transport
     assert switch.drop_connection(connection) is dropped and connection.resets == int(dropped)
+
+
+# ---- the soak in slices (a progress line after each) ----
+
+def test_a_short_soak_is_one_gate_and_a_long_one_runs_in_slices():
+    assert switch.soak_slices(0) == [0]
+    assert switch.soak_slices(60) == [60]
+    assert switch.soak_slices(61) == [30, 31]
+    assert switch.soak_slices(300) == [30] * 10
+    assert sum(switch.soak_slices(1000)) == 1000
+
+
+def test_the_slices_keep_the_first_gates_retries_then_sample_once_and_report_progress():
+    probes = [{"name": "web", "retries": 5}, {"name": "db", "retries": 3}]
+    calls, told = [], []
+
+    def gate(given, soak):
+        calls.append(([p["retries"] for p in given], soak))
+        return {"verdict": "passed", "msg": "2 probe(s) passed", "probes": [{"verdict": "passed"}, {"verdict": "passed"}]}
+
+    result = switch.soak_in_slices(gate, probes, 100, lambda *args: told.append(args))
+    assert result["verdict"] == "passed"
+    assert calls == [([5, 3], 30), ([1, 1], 30), ([1, 1], 40)]
+    assert told == [(30, 100, 2, 2), (60, 100, 2, 2)]
+    assert probes[0]["retries"] == 5  # the caller's probes are not changed
+
+
+def test_a_slice_that_fails_ends_the_soak_and_says_when():
+    answers = iter([{"verdict": "passed", "probes": []},
+                    {"verdict": "failed", "msg": "probe web failed during soak at 12 s: 500", "probes": []}])
+    calls = []
+
+    def gate(given, soak):
+        calls.append(soak)
+        return next(answers)
+
+    result = switch.soak_in_slices(gate, [{"name": "web", "retries": 3}], 120)
+    assert calls == [30, 30] and result["verdict"] == "failed"
+    assert result["msg"] == "probe web failed during soak at 12 s: 500 (in the soak's slice from 30 s of 120 s)"
