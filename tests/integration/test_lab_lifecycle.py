@@ -4,9 +4,10 @@
 
 One hub and two devices (one to probe the other from), on the lab image the other lab tests share (Docker Engine baked in). The settings of
 tests/support/site/vars.yml switch on every play: base_os, the bastion on the hub, the firewall on the devices (with
-consent, commit-confirmed), the site registry and Alertmanager on the hub, Docker Engine with the registry's trust
-and the generations agent, secrets from a real ansible-vault file, and the workloads of demo-1.0.0 (built on the
-controller and published to the hub's registry first). Then: a second converge and check mode change nothing, and
+consent, commit-confirmed), the site registry, Alertmanager and Prometheus on the hub, node exporter everywhere
+(scraped by the hub through the devices' firewall), Docker Engine with the registry's trust and the generations
+agent, secrets from a real ansible-vault file, and the workloads of demo-1.0.0 (built on the controller and published
+to the hub's registry first). Then: a second converge and check mode change nothing, and
 the firewall and the bastion work together: a device takes SSH from its bastion and the management network only,
 and the controller reaches every device through the bastion's jump user (ProxyJump, as the fleet inventory sets it).
 
@@ -33,13 +34,15 @@ from conftest import LAB_PACKAGES, REPO, ansible, docker_names, inventory_hosts,
 LAB = "edgeops-citest"
 PORT_BASE = 42500
 ALERTMANAGER_PORT = PORT_BASE + 91
+PROMETHEUS_PORT = PORT_BASE + 92
 HUB = "site01-hub"
 DEVICES = ["site01-dev01", "site01-dev02"]
 HOSTS = [HUB] + DEVICES
 STATE_DIR = os.path.join(os.path.expanduser("~"), ".cache", "edgeops-lab", LAB)
 SITE_VARS = os.path.join(REPO, "tests", "support", "site", "vars.yml")
 # Every role site.yml runs; each must have run tasks in the first converge.
-ROLES = ["base_os", "bastion", "firewall", "registry", "alertmanager", "docker_engine", "agent", "secrets", "workloads"]
+ROLES = ["base_os", "bastion", "firewall", "registry", "alertmanager", "node_exporter", "prometheus", "docker_engine",
+         "agent", "secrets", "workloads"]
 RELEASE = "demo-1.0.0"
 # Test-only values, kept in the ansible-vault file; none may appear in any output.
 VAULT = {
@@ -321,10 +324,10 @@ def test_site_refuses_an_unpublished_image_before_any_device_pulls(lab):
     assert recap_changed(run) == dict((host, 0) for host in HOSTS), run.out[-3000:]
 
 
-def test_the_hub_runs_registry_alertmanager_and_bastion(lab):
+def test_the_hub_runs_registry_alertmanager_prometheus_and_bastion(lab):
     active = dexec(HUB, "systemctl", "is-active", "docker-registry.service", "prometheus-alertmanager.service",
-                   "ssh.service")
-    assert active.stdout.split() == ["active"] * 3, active.stdout + active.stderr
+                   "prometheus.service", "ssh.service")
+    assert active.stdout.split() == ["active"] * 4, active.stdout + active.stderr
     jump = dexec(HUB, "id", "-nG", "jump")
     assert jump.returncode == 0 and "edgeops-jump" in jump.stdout.split(), jump.stderr
     permit = dexec(HUB, "sshd", "-T", "-C", "user=jump,host=controller,addr=127.0.0.1")
@@ -343,6 +346,21 @@ def test_the_hub_runs_registry_alertmanager_and_bastion(lab):
             break
         time.sleep(1)
     assert status == 200
+    # Prometheus scrapes both devices' node exporter from the hub, through the devices' firewall, and reads the
+    # agent's metrics there (the generation each device runs).
+    deadline = time.monotonic() + 60
+    while True:
+        url = "http://127.0.0.1:%d/api/v1/query?query=%s" % (
+            PROMETHEUS_PORT, urllib.request.quote('edgeops_generation_current{job="edgeops-devices"} > 0'))
+        try:
+            series = json.loads(opener.open(url, timeout=10).read().decode())["data"]["result"]
+        except (OSError, ValueError, KeyError) as exc:
+            series = exc
+        seen = sorted(s["metric"]["device"] for s in series) if isinstance(series, list) else series
+        if seen == DEVICES or time.monotonic() > deadline:
+            break
+        time.sleep(2)
+    assert seen == DEVICES, seen
 
 
 @pytest.mark.parametrize("device", DEVICES)

@@ -57,8 +57,7 @@ def iter_panels(dashboard):
     """Every panel of a dashboard, also those nested in collapsed rows, in order."""
     for panel in dashboard.get("panels", []):
         yield panel
-        for inner in panel.get("panels", []) or []:
-            yield inner
+        yield from panel.get("panels", []) or []
 
 
 def substitute(expr, values=None, interval="1m"):
