@@ -472,6 +472,8 @@ def rollout_report_html(record, record_path="", generated=None):
 
 FLEET_FORMAT = 1
 INCIDENTS_PER_DEVICE = 5
+# Fleets of up to this many devices show every site open on the fleet status page.
+OPEN_SITES_UP_TO = 60
 
 
 def _health(result):
@@ -646,6 +648,8 @@ def fleet_status_html(data, generated=None):
     else:
         out.append('<p class="sub">Nothing: every device answered, is healthy or not checked, without drift.</p>')
     out.append('<h2 id="sites">Sites (%d)</h2>' % len(data.get("sites") or {}))
+    # A small fleet fits on the page open; a large one opens only the sites with something to look at.
+    small = len(devices) <= OPEN_SITES_UP_TO
     for site in sorted(data.get("sites") or {}):
         names = [n for n in data["sites"][site] if n in devices]
         rows = [devices[n] for n in names]
@@ -658,7 +662,7 @@ def fleet_status_html(data, generated=None):
             "%s on %s" % (v, k) for k, v in sorted(running.items())) or "none answered",
             (", %d need a look" % len(bad)) if bad else "")
         out.append('<details%s id="site-%s"><summary>%s</summary>%s</details>' % (
-            " open" if bad else "", esc(re.sub(r"[^A-Za-z0-9_-]", "-", site)), esc(line),
+            " open" if bad or small else "", esc(re.sub(r"[^A-Za-z0-9_-]", "-", site)), esc(line),
             _table(DEVICE_HEADERS, [_device_row(d) for d in sorted(
                 rows, key=lambda d: (not device_problems(d), d.get("name")))])))
     return document("Fleet status: %d device(s)" % len(devices), "\n".join(out), generated or data.get("generated"))

@@ -279,10 +279,12 @@ def test_unreachable_devices_are_reported_as_such_not_dropped():
     for name in ("site002-dev03", "site001-dev02", "site001-dev04", "site002-dev09"):
         assert name in attention
     assert "unreachable" in attention and "predictor-health" in attention and "HTTP 503" in attention
-    # A site with a problem is open, a site without one collapsed.
+    # A site with a problem is open; a site without one is collapsed in a large fleet, open in a small one.
     assert '<details open id="site-site001">' in page
-    healthy = fleet_status_fixture(devices=12)
-    assert '<details id="site-site001">' in pages.fleet_status_html(healthy)
+    assert '<details open id="site-site001">' in pages.fleet_status_html(fleet_status_fixture(devices=12))
+    large = fleet_status_fixture(devices=pages.OPEN_SITES_UP_TO + 1, unhealthy=["site001-dev02"])
+    page = pages.fleet_status_html(large)
+    assert '<details open id="site-site001">' in page and '<details id="site-site002">' in page
 
 
 def test_since_uses_the_confirm_time_when_the_listing_has_it():
