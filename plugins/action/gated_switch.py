@@ -84,7 +84,7 @@ class _DeviceSteps:
                                                "compose_project": self.args["compose_project"], "fail_on": []})
 
         def progress(done, soak, passing, total):
-            display.display("%s: soak %d/%d s (%d s left), %d of %d probe(s) passing"
+            display.display("%s - soak %d/%d s (%d s left), %d of %d probe(s) passing"
                             % (host, done, soak, soak - done, passing, total))
 
         return switch.soak_in_slices(gate, self.args["probes"], self.args["soak"], progress)

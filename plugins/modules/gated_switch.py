@@ -62,7 +62,7 @@ options:
       - Seconds during which the device's probes must keep passing (see M(edgeops.fleet.health_check)), 0 to 86400.
       - A soak longer than 60 s runs in slices of 30 s (the first with each probe's retries, the next ones sampling
         each probe once, so a failed sample still fails at once) and prints a progress line after each one
-        (C(<host>: soak 30/120 s (90 s left), 2 of 2 probe(s) passing)).
+        (for example C(site01-dev03 - soak 30/120 s (90 s left), 2 of 2 probe(s) passing)).
     type: int
     default: 0
   compose_project:
