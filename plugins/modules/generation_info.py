@@ -78,7 +78,8 @@ pending:
   type: int
 generations:
   description: Every kept generation with id, release, created, state, current, confirmed, deadline, reason,
-    intact (artifacts match the manifest) and images.
+    intact (artifacts match the manifest), images, and when it was last switched to and confirmed (switched_at,
+    confirmed_at; null when never).
   returned: always
   type: list
   elements: dict
