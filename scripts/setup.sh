@@ -55,6 +55,21 @@ if [ "$(cat /proc/sys/fs/inotify/max_user_instances 2>/dev/null || echo 1024)" -
     || echo "warning: could not raise fs.inotify.max_user_instances; labs side by side may fail" >&2
 fi
 
+# The labs publish their ports on 127.0.0.1 between 42000 and 45999, inside Linux's ephemeral range (32768-60999): a
+# connection to a lab over loopback (the controller's SSH, a test's HTTP) whose kernel-chosen local port is a lab's
+# port makes that lab's container fail to start with "address already in use" (seen in a suite run: 127.0.0.1:43100
+# of the two-site lab). Keep the kernel from handing them out as local ports; nothing else changes.
+lab_ports=42000-45999
+reserved=$(cat /proc/sys/net/ipv4/ip_local_reserved_ports 2>/dev/null || echo unknown)
+case ",$reserved," in
+  *",$lab_ports,"*|*,unknown,*) ;;
+  *)
+    log "Reserving the lab ports $lab_ports from the kernel's ephemeral ports"
+    sysctl -q -w net.ipv4.ip_local_reserved_ports="${reserved:+$reserved,}$lab_ports" \
+      || echo "warning: could not reserve the lab ports; a lab may find its port taken by a local connection" >&2
+    ;;
+esac
+
 stamp=$(cat requirements.txt constraints.txt | sha256sum | cut -c1-16)
 if [ "$(cat .venv/.edgeops-stamp 2>/dev/null)" != "$stamp" ]; then
   log "Installing the pinned Python tools into .venv/"
