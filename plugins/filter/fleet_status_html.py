@@ -13,15 +13,7 @@ import json
 from ansible.errors import AnsibleFilterError
 
 from ansible_collections.edgeops.fleet.plugins.module_utils import _pages
-
-
-def _plain(value):
-    """Templated data back to plain dict/list/str."""
-    if isinstance(value, dict):
-        return dict((str(k), _plain(v)) for k, v in value.items())
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    return value
+from ansible_collections.edgeops.fleet.plugins.plugin_utils._templated import plain as _plain
 
 
 def fleet_status_data(names, hostvars, gens="__fleet_status_gens", health="__fleet_status_health", targets="",

@@ -11,15 +11,7 @@ from ansible.errors import AnsibleFilterError
 
 from ansible_collections.edgeops.fleet.plugins.module_utils import _rollout
 from ansible_collections.edgeops.fleet.plugins.plugin_utils._fleet import FleetError, assign_waves, load_rollout_policy
-
-
-def _plain(value):
-    """Templated data back to plain dict/list/str (tuples from the policy parser become lists)."""
-    if isinstance(value, dict):
-        return dict((str(k), _plain(v)) for k, v in value.items())
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    return value
+from ansible_collections.edgeops.fleet.plugins.plugin_utils._templated import plain as _plain
 
 
 def rollout_policy(data, overrides=None, source="rollout policy"):

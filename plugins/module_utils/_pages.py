@@ -183,11 +183,6 @@ def gate_of(reason):
     return gate, (match.group(1) if match else "")
 
 
-def report_path(record_path):
-    """The report page beside a record: <dir>/<id>.json -> <dir>/<id>.html."""
-    return (record_path[:-5] if record_path.endswith(".json") else record_path) + ".html"
-
-
 def _attempt_of(attempts, started):
     """Index of the attempt a wave entry belongs to: the last attempt that started at or before it."""
     index = 0

@@ -25,7 +25,7 @@ import subprocess
 import pytest
 
 # The programs unit tests run, and the Debian package of each (scripts/setup.sh installs them).
-TOOL_PACKAGES = {"nft": "nftables", "unshare": "util-linux"}
+TOOL_PACKAGES = {"nft": "nftables", "unshare": "util-linux", "promtool": "prometheus", "prometheus": "prometheus"}
 _NETNS = {}
 
 

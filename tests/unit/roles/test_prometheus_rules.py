@@ -25,16 +25,19 @@ import json
 import os
 import re
 import shutil
+import socket
 import subprocess
 import sys
 import threading
-import urllib.parse
+import time
 
 import jinja2
 import pytest
 import yaml
 
-from conftest import unavailable
+from conftest import require_tool
+
+from ansible_collections.edgeops.fleet.plugins.module_utils._generations import textfile
 
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", ".."))
 ROLE = os.path.join(REPO, "roles", "prometheus")
@@ -49,16 +52,8 @@ ALERTS = ("EdgeopsDeviceDown", "EdgeopsMetricsMissing", "EdgeopsMetricsStale", "
 SITE_WIDE = ("EdgeopsGenerationSkew", "EdgeopsRolloutStalled")
 
 
-def promtool():
-    path = shutil.which("promtool")
-    if path is None:
-        unavailable("needs the program promtool, not found on PATH (Debian package prometheus; "
-                    "`apt-get install --no-install-recommends prometheus`)")
-    return path
-
-
 def run_promtool(*args, cwd=None):
-    proc = subprocess.run([promtool()] + list(args), capture_output=True, text=True, timeout=120, cwd=cwd,
+    proc = subprocess.run([require_tool("promtool")] + list(args), capture_output=True, text=True, timeout=120, cwd=cwd,
                           check=False)
     return proc.returncode, proc.stdout + proc.stderr
 
@@ -260,19 +255,14 @@ def test_substitute_replaces_variables_and_time_macros():
     assert promql.substitute("x[$__range] / $__interval_s / ${__range_ms}", interval="2m") == "x[2m] / 120 / 120000"
 
 
-class _StubPrometheus(http.server.BaseHTTPRequestHandler):
+class _TextfileServer(http.server.BaseHTTPRequestHandler):
+    """Serves /metrics as node exporter would serve the agent's file (node exporter is not on this machine)."""
+    text = ""
+
     def do_GET(self):  # noqa: N802  (http.server's name)
-        query = urllib.parse.parse_qs(urllib.parse.urlparse(self.path).query)["query"][0]
-        if "syntax error" in query:
-            status, body = 400, {"status": "error", "errorType": "bad_data", "error": "parse error"}
-        elif "edgeops_health_ok" in query:
-            status, body = 200, {"status": "success", "data": {"resultType": "vector", "result": []}}
-        else:
-            status, body = 200, {"status": "success", "data": {"resultType": "vector", "result": [
-                {"metric": {"site": "site01"}, "value": [0, "1"]}, {"metric": {"site": "site02"}, "value": [0, "2"]}]}}
-        data = json.dumps(body).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
+        data = self.text.encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "text/plain; version=0.0.4")
         self.send_header("Content-Length", str(len(data)))
         self.end_headers()
         self.wfile.write(data)
@@ -281,22 +271,52 @@ class _StubPrometheus(http.server.BaseHTTPRequestHandler):
         pass
 
 
-def test_check_queries_reports_series_counts_and_errors():
-    server = http.server.HTTPServer(("127.0.0.1", 0), _StubPrometheus)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
+def _free_port():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_check_queries_against_a_real_prometheus_scraping_the_agents_metrics(tmp_path):
+    """The real Prometheus (Debian's, as on a hub) scrapes what the agent's own renderer writes; every dashboard
+    query must return series, a bad query and a Prometheus that does not answer must come back as errors."""
+    binary = require_tool("prometheus")
+    facts = textfile.snapshot(
+        3, 3, 4, {3: {"release": "demo-1.1.0"}},
+        {"counters": {"switches": {"activated": 3, "rolled_back": 1}},
+         "last_activation": {"generation": 3, "at": 1.0, "seconds": 2.5, "ok": True}},
+        [{"what": "health-rollback", "time": "2026-12-04T10:00:00Z"}],
+        {"generation": 3, "at": 2.0, "results": [{"name": "web", "passed": True}]}, "3", time.time())
+    _TextfileServer.text = textfile.render(facts)
+    server = http.server.HTTPServer(("127.0.0.1", 0), _TextfileServer)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    port = _free_port()
+    config = tmp_path / "prometheus.yml"
+    config.write_text(json.dumps({
+        "global": {"scrape_interval": "1s"},
+        "scrape_configs": [{"job_name": "edgeops-devices", "static_configs": [{
+            "targets": ["127.0.0.1:%d" % server.server_port], "labels": {"site": "site01", "device": "dev01"}}]}]}))
+    proc = subprocess.Popen([binary, "--config.file=%s" % config, "--storage.tsdb.path=%s" % (tmp_path / "data"),
+                             "--web.listen-address=127.0.0.1:%d" % port],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = "http://127.0.0.1:%d" % port
     try:
-        url = "http://127.0.0.1:%d" % server.server_port
-        results = promql.check_queries(url)
+        # A range of 1m needs two scrapes in it: wait (with a deadline) until every query answers.
+        deadline, results = time.monotonic() + 60, []
+        while time.monotonic() < deadline:
+            results = promql.check_queries(url, timeout=2)
+            if results and not promql.failures(results):
+                break
+            time.sleep(1)
         assert len(results) == len(promql.panel_queries())
-        for uid, title, expr, count, error in results:
-            assert uid in promql.DASHBOARD_UIDS and title and expr
-            assert error is None, (title, error)
-            assert count == (0 if "edgeops_health_ok" in expr else 2), (title, expr, count)
-        bad = promql.failures(results)
-        assert bad and all("edgeops_health_ok" in expr for _u, _t, expr, _c, _e in bad)
-        assert promql.query(url, "syntax error(") == (0, "bad_data: parse error")
-        assert promql.query("http://127.0.0.1:1", "up", timeout=2)[1] is not None
+        assert not promql.failures(results), promql.failures(results)
+        assert all(uid in promql.DASHBOARD_UIDS and title for uid, title, _e, _c, _err in results)
+        count, error = promql.query(url, "sum(")
+        assert count == 0 and error.startswith("bad_data: "), error
+        assert promql.query(url, "no_such_metric") == (0, None)
     finally:
+        proc.terminate()
+        proc.wait(timeout=30)
         server.shutdown()
         server.server_close()
+    assert promql.query(url, "up", timeout=2)[1] is not None  # nothing answers there any more

@@ -222,7 +222,6 @@ def test_a_record_without_waves_or_devices_still_makes_a_page():
     assert "Confirmed (0)" in _text(page) and "Failed, rolled back, unreachable (0)" in _text(page)
     with pytest.raises(pages.PageError):
         pages.rollout_report_html({"id": "x"})
-    assert pages.report_path("/r/demo-1.1.0.json") == "/r/demo-1.1.0.html"
 
 
 # ---- the short summary ---------------------------------------------------------------------------------
