@@ -33,10 +33,12 @@ def _check_spec(manifest, spec, source):
         raise AnsibleFilterError("%s: %s" % (source, "; ".join(errors)))
 
 
-def _workloads_release(manifest, registry=None, secrets_dir=DEFAULT_SECRETS_DIR, source="release manifest", spec=None):
+def _workloads_release(manifest, registry=None, secrets_dir=DEFAULT_SECRETS_DIR, source="release manifest", spec=None,
+                       vm_domain_type="kvm"):
     _check_spec(manifest, spec, source)
     try:
-        release, secrets, images = render_release(manifest, registry=registry, secrets_dir=secrets_dir, source=source)
+        release, secrets, images = render_release(manifest, registry=registry, secrets_dir=secrets_dir, source=source,
+                                                  vm_domain_type=vm_domain_type)
         owners = secret_owners(manifest)
     except WorkloadError as exc:
         raise AnsibleFilterError(str(exc))

@@ -20,6 +20,7 @@ import re
 from ansible_collections.edgeops.fleet.plugins.module_utils._generations.errors import GenerationError
 from ansible_collections.edgeops.fleet.plugins.module_utils._generations.probe_schema import ProbeError, validate_probe
 from ansible_collections.edgeops.fleet.plugins.module_utils._generations.release import validate_release
+from ansible_collections.edgeops.fleet.plugins.plugin_utils._vms import VmError, render_vm
 
 WORKLOAD_KEYS = (
     "image", "source", "digest", "command", "entrypoint", "env", "cpus", "memory", "memory_reservation", "pids",
@@ -27,7 +28,7 @@ WORKLOAD_KEYS = (
     "ports", "depends_on", "probes", "stop_grace_period", "working_dir",
 )
 REQUIRED_KEYS = ("image", "digest", "cpus", "memory", "pids")
-MANIFEST_KEYS = ("release", "registry", "workloads", "volumes", "nftables")
+MANIFEST_KEYS = ("release", "registry", "workloads", "volumes", "nftables", "vms")
 HEALTHCHECK_KEYS = ("test", "interval", "timeout", "retries", "start_period", "start_interval")
 RESTART_POLICIES = ("no", "always", "on-failure", "unless-stopped")
 # Capabilities a workload may add back; the rest (SYS_ADMIN, NET_ADMIN, ...) would defeat containment.
@@ -325,10 +326,38 @@ def site_problems(sites, secrets_of, secrets, manifest):
     return problems
 
 
-def render_release(manifest, registry=None, secrets_dir=DEFAULT_SECRETS_DIR, source="release manifest"):
-    """Release manifest -> (generation release {id, compose, health_checks}, secret names, images by workload).
+def _render_vms(vms, domain_type):
+    """The manifest's VMs -> (the generation's VM specs, their health checks named ``vm-<name>-<probe>``).
+    Raises VmError naming the key."""
+    out, checks, hosts, addresses = {}, [], {}, {}
+    for name in sorted(vms, key=str):
+        spec, probes, ports = render_vm(name, vms[name], domain_type)
+        if spec["address"] in addresses:
+            raise VmError("vms.%s.address: %s is also the address of VM %s"
+                          % (name, spec["address"], addresses[spec["address"]]))
+        addresses[spec["address"]] = name
+        for index, port in enumerate(ports):
+            key = (port["host"], port["proto"])
+            if key in hosts:
+                raise VmError("vms.%s.ports[%d]: host port %d/%s is also published by VM %s"
+                              % (name, index, port["host"], port["proto"], hosts[key]))
+            hosts[key] = name
+        for index, probe in enumerate(probes):
+            try:  # the device's probe schema, with the manifest's key path in the message
+                validate_probe(probe, index, "vms.%s.probes" % name, named=False)
+            except ProbeError as exc:
+                raise VmError(str(exc))
+            checks.append(dict(probe, name="vm-%s-%s" % (name, probe.get("name", "probe%d" % index))))
+        out[name] = spec
+    return out, checks
 
-    ``registry`` (the site's registry address) overrides the manifest's ``registry``.
+
+def render_release(manifest, registry=None, secrets_dir=DEFAULT_SECRETS_DIR, source="release manifest",
+                   vm_domain_type="kvm"):
+    """Release manifest -> (generation release {id, compose, vms, health_checks}, secret names, images by workload).
+
+    ``registry`` (the site's registry address) overrides the manifest's ``registry``; ``vm_domain_type`` is the
+    libvirt domain type of the release's VMs on these devices (kvm; qemu where there is no hardware virtualisation).
     """
     def fail(key, message):
         raise WorkloadError("%s: %s: %s" % (source, key, message))
@@ -341,10 +370,16 @@ def render_release(manifest, registry=None, secrets_dir=DEFAULT_SECRETS_DIR, sou
     release = manifest.get("release")
     if not isinstance(release, str) or not re.match(r"^[A-Za-z0-9][A-Za-z0-9_.:+-]{0,127}$", release):
         fail("release", "must be an id of letters, digits and . _ : + -, got %r" % (release,))
-    registry = check_registry(registry, manifest, source)
     workloads = manifest.get("workloads")
-    if not isinstance(workloads, dict) or not workloads:
-        fail("workloads", "must be a non-empty mapping of workload name to its declaration")
+    vms = manifest.get("vms")
+    if vms is not None and not isinstance(vms, dict):
+        fail("vms", "must be a mapping of VM name to its declaration")
+    if vms and workloads is None:
+        workloads = {}  # a release of VMs only
+    if not isinstance(workloads, dict) or not (workloads or vms):
+        fail("workloads", "must be a non-empty mapping of workload name to its declaration (or the release has vms)")
+    # Containers are pulled from the site's registry; a release of VMs only needs none.
+    registry = check_registry(registry, manifest, source) if workloads else registry
     for name in workloads:
         if not isinstance(name, str):
             fail("workloads", "workload names must be strings, got %r" % (name,))
@@ -374,15 +409,23 @@ def render_release(manifest, registry=None, secrets_dir=DEFAULT_SECRETS_DIR, sou
                     _fail("workloads.%s.depends_on[%d]" % (name, index), "%r is not a workload of this release" % (dep,))
     except WorkloadError as exc:
         raise WorkloadError("%s: %s" % (source, exc))
-    networks = {INTERNAL_NETWORK: {"internal": True}}
-    if any(EDGE_NETWORK in s["networks"] for s in services.values()):
-        networks[EDGE_NETWORK] = {}
-    compose = {"services": services, "networks": networks}
-    if volumes:
-        compose["volumes"] = dict((v, {}) for v in volumes)
-    if secrets:
-        compose["secrets"] = dict((s, {"file": "%s/%s" % (secrets_dir.rstrip("/"), s)}) for s in sorted(secrets))
-    generation = {"id": release, "compose": compose, "health_checks": checks}
+    try:
+        release_vms, vm_checks = _render_vms(vms or {}, vm_domain_type)
+    except VmError as exc:
+        raise WorkloadError("%s: %s" % (source, exc))
+    generation = {"id": release, "compose": None, "health_checks": checks + vm_checks}
+    if services:
+        networks = {INTERNAL_NETWORK: {"internal": True}}
+        if any(EDGE_NETWORK in s["networks"] for s in services.values()):
+            networks[EDGE_NETWORK] = {}
+        compose = {"services": services, "networks": networks}
+        if volumes:
+            compose["volumes"] = dict((v, {}) for v in volumes)
+        if secrets:
+            compose["secrets"] = dict((s, {"file": "%s/%s" % (secrets_dir.rstrip("/"), s)}) for s in sorted(secrets))
+        generation["compose"] = compose
+    if release_vms:
+        generation["vms"] = release_vms
     if nftables is not None:
         # The generation checks it (our table only, `nft -c`) when it is staged on the device.
         generation["nftables"] = nftables

@@ -10,11 +10,16 @@ __metaclass__ = type
 
 import json
 import os
+import shutil
+import tempfile
 
 from .errors import GenerationError
-from .nft import NFT_FAMILY, NFT_TABLE, nft_fingerprint, nft_replace_script, with_script
+from .nft import NFT_FAMILY, NFT_TABLE, nft_fingerprint, nft_replace_script, replace_script, with_script
 from .state import StateDir
-from .sysio import atomic_write
+from .sysio import atomic_write, fsync_dir
+from .vms import (NFT_VM_FAMILY, NFT_VM_TABLE, SEED_FILES, defined_key, dnat_table, domain_xml, is_managed,
+                  load_vms_config, vm_key)
+from .vms import paths as vm_paths
 
 
 class Activation(StateDir):
@@ -83,28 +88,169 @@ class Activation(StateDir):
             if rc != 0:
                 raise GenerationError("nft delete table failed: %s" % err.strip(), artifact="nftables.nft")
 
+    def vm_specs(self, generation, man):
+        """The generation's VMs: name -> spec (the domain template, and what the device supplies when managed)."""
+        specs = {}
+        for name in (man or {}).get("vms", []):
+            base = os.path.join(self.gen_dir(generation), "vms", name)
+            with open(base + ".xml") as handle:
+                spec = {"domain": handle.read()}
+            if os.path.exists(base + ".json"):
+                with open(base + ".json") as handle:
+                    spec.update(json.load(handle))
+            specs[name] = spec
+        return specs
+
     def _apply_vms(self, generation, man, prev):
-        wanted = (man or {}).get("vms", [])
-        old = [v for v in (prev or {}).get("vms", []) if v not in wanted]
-        if not wanted and not old:
+        wanted = self.vm_specs(generation, man)
+        state = self.read_state()
+        applied = state.get("vms_applied") or {}
+        old = sorted((set(applied) | set((prev or {}).get("vms", []))) - set(wanted))
+        nft = self.which("nft")
+        dnat = dnat_table(dict((n, s) for n, s in wanted.items() if is_managed(s)))
+        if not wanted and not old and not (nft and self._vm_dnat_present(nft)):
             return
         virsh = self.which("virsh") or "virsh"
         for name in old:
+            # Disks stay: a rollback may return to them (gc removes the overlays no kept generation names).
             self.run([virsh, "destroy", name], timeout=120)
             self.run([virsh, "undefine", name], timeout=120)
-        for name in wanted:
-            xml = os.path.join(self.gen_dir(generation), "vms", name + ".xml")
-            rc, out, err = self.run([virsh, "define", xml], timeout=120)
+            applied.pop(name, None)
+            state["vms_applied"] = applied
+            self.write_state(state)
+        host = load_vms_config(self.config["vms_config"]) if any(is_managed(s) for s in wanted.values()) else None
+        for name, spec in sorted(wanted.items()):
+            where = vm_paths(host, name, spec) if is_managed(spec) else None
+            key = vm_key(spec)
+            rc, out, _err = self.run([virsh, "domstate", name], timeout=60)
+            running = rc == 0 and out.strip() == "running"
+            if running and applied.get(name) == key:
+                continue  # this generation did not change the VM: it keeps running on its own overlay
+            if where:
+                self._vm_disks(name, spec, where)
+            fd, path = tempfile.mkstemp(prefix=".vm-%s-" % name, suffix=".xml", dir=self.dir)
+            try:
+                with os.fdopen(fd, "w") as handle:
+                    handle.write(domain_xml(name, spec, where))
+                rc, out, err = self.run([virsh, "define", path], timeout=120)
+            finally:
+                os.unlink(path)
             if rc != 0:
                 raise GenerationError("virsh define %s: %s" % (name, (err or out).strip()), artifact="vms/%s.xml" % name)
-            # A running domain keeps its old definition until restarted; restart it so that
-            # the device runs this generation's VM and not a mix.
-            rc, out, _err = self.run([virsh, "domstate", name], timeout=60)
-            if out.strip() == "running":
+            # A running domain keeps its old definition until restarted: restart it, so that the device runs this
+            # generation's VM and not a mix.
+            if running:
                 self.run([virsh, "destroy", name], timeout=120)
+            applied[name] = key
+            state["vms_applied"] = applied
+            self.write_state(state)
             rc, out, err = self.run([virsh, "start", name], timeout=300)
             if rc != 0:
                 raise GenerationError("virsh start %s: %s" % (name, (err or out).strip()), artifact="vms/%s.xml" % name)
+        if nft:
+            self._apply_vm_dnat(nft, dnat)
+
+    def _vm_disks(self, name, spec, where):
+        """The VM's root overlay, seed and data disks, each made under a temporary name and renamed: a power loss
+        leaves either the whole file or none."""
+        if not os.path.isdir(where["home"]):
+            os.makedirs(where["home"], 0o755)
+        qemu_img = self.which("qemu-img") or "qemu-img"
+
+        def made(path, argv_for, what):
+            if os.path.exists(path):
+                return
+            tmp = path + ".tmp"
+            if os.path.lexists(tmp):
+                os.unlink(tmp)
+            for argv in argv_for(tmp):
+                rc, out, err = self.run(argv, timeout=300)
+                if rc != 0:
+                    raise GenerationError("vm %s: %s: %s" % (name, what, (err or out).strip()), artifact="vms/%s.json" % name)
+            os.rename(tmp, path)
+
+        made(where["root"], lambda tmp: [[qemu_img, "create", "-q", "-f", "qcow2", "-b", where["base"], "-F", "qcow2", tmp]],
+             "root overlay")
+        if where["seed"]:
+            seed_dir = where["seed"] + ".d"
+            shutil.rmtree(seed_dir, ignore_errors=True)
+            os.makedirs(seed_dir, 0o700)
+            try:
+                files = []
+                for file_name in SEED_FILES:
+                    if file_name in spec["seed"]:
+                        atomic_write(os.path.join(seed_dir, file_name), spec["seed"][file_name].encode("utf-8"), 0o600)
+                        files.append(os.path.join(seed_dir, file_name))
+                mkfs, mcopy = self.which("mkfs.vfat") or "mkfs.vfat", self.which("mcopy") or "mcopy"
+                made(where["seed"], lambda tmp: [[mkfs, "-n", "cidata", "-C", tmp, "1024"],
+                                                 [mcopy, "-i", tmp] + files + ["::"]], "NoCloud seed")
+            finally:
+                shutil.rmtree(seed_dir, ignore_errors=True)
+        for disk, path in zip(spec["data_disks"], where["data"]):
+            made(path, lambda tmp, size=disk["size_mib"]: [[qemu_img, "create", "-q", "-f", "qcow2", tmp, "%dM" % size]],
+                 "data disk %s" % disk["name"])
+        fsync_dir(where["home"])
+
+    def _vm_dnat_present(self, nft):
+        return self.run([nft, "list", "table", NFT_VM_FAMILY, NFT_VM_TABLE], timeout=30)[0] == 0
+
+    def _apply_vm_dnat(self, nft, table):
+        if table is None:
+            if self._vm_dnat_present(nft):
+                rc, _out, err = self.run([nft, "delete", "table", NFT_VM_FAMILY, NFT_VM_TABLE], timeout=30)
+                if rc != 0:
+                    raise GenerationError("nft delete table %s %s: %s" % (NFT_VM_FAMILY, NFT_VM_TABLE, err.strip()),
+                                          artifact="vms")
+            return
+        script = replace_script(NFT_VM_FAMILY, NFT_VM_TABLE, table)
+        rc, _out, err = with_script(script, lambda path: self.run([nft, "-f", path], timeout=60), self.dir)
+        if rc != 0:
+            raise GenerationError("nft -f (published ports of the VMs) failed: %s" % err.strip(), artifact="vms")
+
+    def vm_problems(self, generation, man):
+        """How the running VMs differ from the generation's."""
+        specs = self.vm_specs(generation, man) if generation is not None else {}
+        applied = self.read_state().get("vms_applied") or {}
+        if not specs and not applied:
+            return []
+        virsh = self.which("virsh")
+        if not virsh:
+            return ["the generation has VMs but virsh is not installed"] if specs else []
+        problems = []
+        for name, spec in sorted(specs.items()):
+            rc, out, _err = self.run([virsh, "domstate", name], timeout=60)
+            if rc != 0 or out.strip() != "running":
+                problems.append("vm %s is %s" % (name, out.strip() if rc == 0 else "not defined"))
+            elif is_managed(spec):
+                rc, out, _err = self.run([virsh, "dumpxml", name], timeout=60)
+                if rc != 0 or defined_key(out) != vm_key(spec):
+                    problems.append("vm %s runs another generation's definition" % name)
+        for name in sorted(set(applied) - set(specs)):
+            if self.run([virsh, "domstate", name], timeout=60)[0] == 0:
+                problems.append("vm %s is defined but not in the generation" % name)
+        return problems
+
+    def vm_disks_unused(self, kept):
+        """Overlays and seeds that no kept generation's VM names (data disks are never among them)."""
+        host = load_vms_config(self.config["vms_config"])
+        if host is None or not os.path.isdir(host["disk_dir"]):
+            return []
+        used = set()
+        for generation in kept:
+            for name, spec in self.vm_specs(generation, self.manifest(generation)).items():
+                if is_managed(spec):
+                    where = vm_paths(host, name, spec)
+                    used.update(p for p in (where["root"], where["seed"]) if p)
+        unused = []
+        for name in sorted(os.listdir(host["disk_dir"])):
+            home = os.path.join(host["disk_dir"], name)
+            if not os.path.isdir(home):
+                continue
+            for file_name in sorted(os.listdir(home)):
+                path = os.path.join(home, file_name)
+                if file_name.startswith(("root-", "seed-")) and path not in used:
+                    unused.append(path)
+        return unused
 
     def _compose_base(self, generation):
         gdir = self.gen_dir(generation)
@@ -183,6 +329,7 @@ class Activation(StateDir):
                     problems.append("nft table %s %s was changed after it was applied" % (NFT_FAMILY, NFT_TABLE))
             elif rc == 0:
                 problems.append("nft table %s %s present but the generation has none" % (NFT_FAMILY, NFT_TABLE))
+        problems.extend(self.vm_problems(generation, man if generation is not None else None))
         if self.which("docker"):
             rc, out, err = self.run(["docker", "ps", "-a", "--filter", "label=com.docker.compose.project=%s" % self.project,
                                      "--format", "{{json .}}"], timeout=60)

@@ -18,7 +18,8 @@ from .errors import GenerationError
 # installed agent (the dead-man and boot units run it) is of another version.
 # 2: the agent is this package (probes of the health gate, one commit-confirmed timer), not one file.
 # 3: metrics for node exporter's textfile collector; monitor units in every health run (the monitor rule).
-AGENT_VERSION = "3"
+# 4: VMs of a release: overlays of checksummed base images, NoCloud seeds, data disks, DNATed ports, budget.
+AGENT_VERSION = "4"
 
 AGENT_CONFIG = "/etc/edgeops/agent.json"
 AGENT_PROGRAM = "/usr/local/sbin/edgeops-gen"
@@ -34,6 +35,10 @@ DEFAULT_CONFIG = {
     # systemd units that watch the device (its monitor): each one inactive fails every health run, the gate of a
     # switch included, so a switch that kills the monitor rolls back by itself.
     "monitor_units": [],
+    # The VM host edgeops.fleet.vms describes (budget, image and disk directories, networks); absent: no VMs.
+    "vms_config": "/etc/edgeops/vms.json",
+    # Where PCI devices are looked up before a VM takes one (a test points it at a fake tree).
+    "sysfs": "/sys",
 }
 
 

@@ -14,6 +14,7 @@ from .errors import GenerationError
 from .nft import NFT_FAMILY, NFT_TABLE, check_nft_ruleset
 from .probe_schema import ProbeError, validate_probe, validate_probes
 from .sysio import sha256_bytes
+from .vms import is_managed, validate_vm
 
 STATE_FORMAT = 1
 RELEASE_KEYS = ("id", "compose", "nftables", "vms", "files", "health_checks")
@@ -88,13 +89,11 @@ def validate_release(release):
         out["nftables"] = nft
     vms = release.get("vms") or {}
     if not isinstance(vms, dict):
-        raise GenerationError("release.vms must be a mapping of domain name to libvirt XML")
-    for name, xml in sorted(vms.items()):
+        raise GenerationError("release.vms must be a mapping of domain name to libvirt XML or a VM spec")
+    for name, value in sorted(vms.items(), key=lambda item: str(item[0])):
         if not _VM_NAME_RE.match(str(name)):
             raise GenerationError("release.vms: invalid domain name %r" % (name,))
-        if not isinstance(xml, str) or "<domain" not in xml:
-            raise GenerationError("release.vms.%s must be libvirt domain XML" % name)
-        out["vms"][str(name)] = xml
+        out["vms"][str(name)] = validate_vm(str(name), value)
     out["files"] = _validate_files(release.get("files") or [])
     try:
         out["health_checks"] = validate_probes(release.get("health_checks") or [], HEALTH_CHECKS, named=False,
@@ -111,8 +110,11 @@ def render_artifacts(release):
         arts["compose.yaml"] = release["compose"].encode("utf-8")
     if release["nftables"] is not None:
         arts["nftables.nft"] = release["nftables"].encode("utf-8")
-    for name, xml in release["vms"].items():
-        arts["vms/%s.xml" % name] = xml.encode("utf-8")
+    for name, spec in release["vms"].items():
+        arts["vms/%s.xml" % name] = spec["domain"].encode("utf-8")
+        if is_managed(spec):  # what the device supplies (disks, seed, ports): read back by activation
+            arts["vms/%s.json" % name] = json.dumps(dict((k, v) for k, v in spec.items() if k != "domain"),
+                                                    indent=2, sort_keys=True).encode("utf-8")
     for index, item in enumerate(release["files"]):
         arts["files/%d" % index] = item["content"].encode("utf-8")
     arts["health.json"] = json.dumps(release["health_checks"], indent=2, sort_keys=True).encode("utf-8")

@@ -18,7 +18,9 @@ from .nft import nft_replace_script, with_script
 from .plans import next_generation_id
 from .release import build_manifest, content_digest, render_artifacts, validate_release
 from .state import StateDir
-from .sysio import fsync_dir, now_iso
+from .sysio import fsync_dir, now_iso, sha256_file
+from .vms import VM_TOOLS, budget_problems, domain_xml, images_of, is_managed, load_vms_config, parse_domain, pci_problems
+from .vms import paths as vm_paths
 
 
 def _write_synced(path, data):
@@ -113,16 +115,54 @@ class Staging(StateDir):
             if rc != 0:
                 raise GenerationError("nftables.nft does not validate (nft -c): %s" % err.strip(),
                                       artifact="nftables.nft")
-        for name in release["vms"]:
-            tool = self.which("virt-xml-validate")
-            if not tool:
-                raise GenerationError("vms/%s.xml: virt-xml-validate (libvirt) is not installed on the device" % name,
-                                      artifact="vms/%s.xml" % name)
-            rc, out, err = self.run([tool, os.path.join(tmp, "vms", name + ".xml"), "domain"], timeout=60)
+        if release["vms"]:
+            self._check_vms(tmp, release["vms"])
+        return self._compose_images(tmp, release, pull) if release["compose"] is not None else []
+
+    def _check_vms(self, tmp, vms):
+        """Each VM as the device would define it: its tools, the VM host's budget, images and their checksums,
+        networks and PCI devices, then the whole domain through virt-xml-validate."""
+        tools = dict((program, self.which(program)) for program, _package in VM_TOOLS)
+        for program, package in VM_TOOLS:
+            if not tools[program]:
+                raise GenerationError("release.vms: %s (Debian package %s) is not installed on the device; "
+                                      "edgeops.fleet.vms installs the VM host" % (program, package), artifact="vms")
+        managed = dict((name, spec) for name, spec in vms.items() if is_managed(spec))
+        host = load_vms_config(self.config["vms_config"]) if managed else None
+        if managed and host is None:
+            raise GenerationError("release.vms: this device has no VM host (%s is written by edgeops.fleet.vms)"
+                                  % self.config["vms_config"], artifact="vms")
+        problems = budget_problems(managed, host, self.config["vms_config"]) if managed else []
+        for name, spec in sorted(managed.items()):
+            where = vm_paths(host, name, spec)
+            for image, digest, key in images_of(spec):
+                path = os.path.join(host["image_dir"], image)
+                if not os.path.isfile(path):
+                    problems.append("release.vms.%s.%s: image %s is not on the device (edgeops.fleet.vms: vms_images)"
+                                    % (name, key, path))
+                elif sha256_file(path) != digest:
+                    problems.append("release.vms.%s.%s: %s has sha256 %s, the release names %s"
+                                    % (name, key, path, sha256_file(path), digest))
+            found = parse_domain(name, spec["domain"])
+            for network in found["networks"]:
+                if network not in host["networks"]:
+                    problems.append("release.vms.%s: network %s is not one of the VM host's (%s)"
+                                    % (name, network, ", ".join(sorted(host["networks"])) or "none"))
+            problems.extend("release.vms.%s: %s" % (name, problem)
+                            for problem in pci_problems(found["pci"], self.config["sysfs"]))
+            if problems:
+                continue
+            path = os.path.join(tmp, "vms", name + ".defined.xml")
+            with open(path, "w") as handle:
+                handle.write(domain_xml(name, spec, where))
+        if problems:
+            raise GenerationError("; ".join(problems), artifact="vms")
+        for name, spec in sorted(vms.items()):
+            path = os.path.join(tmp, "vms", name + (".defined.xml" if name in managed else ".xml"))
+            rc, out, err = self.run([tools["virt-xml-validate"], path, "domain"], timeout=60)
             if rc != 0:
                 raise GenerationError("vms/%s.xml does not validate: %s" % (name, (err or out).strip()),
                                       artifact="vms/%s.xml" % name)
-        return self._compose_images(tmp, release, pull) if release["compose"] is not None else []
 
     def _compose_images(self, tmp, release, pull):
         """The images of the staged compose file (``docker compose config``), present or pulled."""

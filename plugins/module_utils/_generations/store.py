@@ -364,5 +364,9 @@ class Store(Staging, Activation):
         for image in images:
             rc, _out, err = self.run(["docker", "image", "rm", image], timeout=300)
             (removed_images if rc == 0 else kept_images).append(image if rc == 0 else "%s (%s)" % (image, err.strip()))
-        return {"changed": bool(removed or removed_images), "kept": kept, "removed": removed,
-                "images_removed": removed_images, "images_not_removed": kept_images}
+        # VM root overlays and seeds no kept generation boots from (data disks are the VM's, never removed here).
+        vm_disks = self.vm_disks_unused(kept)
+        for path in vm_disks:
+            os.unlink(path)
+        return {"changed": bool(removed or removed_images or vm_disks), "kept": kept, "removed": removed,
+                "images_removed": removed_images, "images_not_removed": kept_images, "vm_disks_removed": vm_disks}

@@ -29,6 +29,15 @@ def sha256_bytes(data):
     return hashlib.sha256(data).hexdigest()
 
 
+def sha256_file(path):
+    """The sha256 of a file, read in pieces (VM images are hundreds of MB)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 def fsync_dir(path):
     fd = os.open(path, os.O_RDONLY)
     try:
