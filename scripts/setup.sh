@@ -3,7 +3,8 @@
 #   - Debian packages: Docker Engine (docker.io), debootstrap, ssh client, python3-venv, and the programs
 #     the tests run on this machine (nft from nftables and unshare from util-linux for the unit tests that
 #     load tables into the real nft in a network namespace: without them those tests skip, or fail with CI=true),
-#     promtool (from prometheus) and chromium for the monitoring tests;
+#     promtool (from prometheus) and chromium for the monitoring tests, and the tools scripts/build_guest_image.sh
+#     makes the VM guest image with (qemu-img from qemu-utils, cpio, mke2fs from e2fsprogs, depmod from kmod, xz);
 #   - a Docker Engine that answers (started by hand when no service manager runs);
 #   - the pinned Python tools in .venv/ (ansible 12.3 with its bundled collections, molecule, ...).
 # Source it or run it; afterwards use .venv/bin/ansible-playbook (or `. .venv/bin/activate`).
@@ -26,6 +27,13 @@ python3 -c 'import ensurepip, venv' 2>/dev/null || need_pkgs+=(python3-venv)
 # with a font so that the screenshots show text.
 command -v promtool >/dev/null || need_pkgs+=(prometheus)
 command -v chromium >/dev/null || need_pkgs+=(chromium fonts-dejavu-core)
+# The VM guest image (scripts/build_guest_image.sh, from the Debian kernel and busybox-static): qemu-img for the qcow2,
+# cpio for the initramfs, mke2fs -d for the root filesystem, depmod for the kernel's modules.dep, xz for xz'd modules.
+command -v qemu-img >/dev/null || need_pkgs+=(qemu-utils)
+command -v cpio >/dev/null || need_pkgs+=(cpio)
+command -v mke2fs >/dev/null || need_pkgs+=(e2fsprogs)
+command -v depmod >/dev/null || need_pkgs+=(kmod)
+command -v xz >/dev/null || need_pkgs+=(xz-utils)
 if [ "${#need_pkgs[@]}" -gt 0 ]; then
   log "Installing Debian packages: ${need_pkgs[*]}"
   apt-get update -qq

@@ -196,7 +196,7 @@ def render_vm(name, spec, domain_type="kvm"):
     initrd = _file(spec["initrd"], where + ".initrd") if spec.get("initrd") is not None else None
     if (initrd or spec.get("cmdline")) and not vm["kernel"]:
         _fail(where + ".kernel", "initrd and cmdline need a kernel (a direct kernel boot)")
-    cmdline = spec.get("cmdline", "console=ttyS0")
+    cmdline = spec.get("cmdline", "console=ttyS0 quiet")
     if not isinstance(cmdline, str) or len(cmdline) > 1024 or "\n" in cmdline:
         _fail(where + ".cmdline", "must be one line of kernel arguments, got %r" % (cmdline,))
     network = spec.get("network", DEFAULT_NETWORK)

@@ -157,7 +157,7 @@ def test_the_defined_domain_has_the_devices_disks_boot_files_console_and_key(hos
                      ("vdc", "%s/data-data.qcow2" % home, False)]
     assert root.find("os/kernel").text == str(host["images"] / "guest.vmlinuz")
     assert root.find("os/initrd").text == str(host["images"] / "guest.initrd")
-    assert root.find("os/cmdline").text == "console=ttyS0"
+    assert root.find("os/cmdline").text == "console=ttyS0 quiet"
     assert root.find("devices/serial/log").get("file") == home + "/console.log"
     assert root.find("memtune/hard_limit").text == "384" and root.find("vcpu").text == "1"
     assert vms.defined_key(vms.domain_xml("web", spec, where)) == where["key"] == vms.vm_key(spec)
