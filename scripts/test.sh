@@ -50,16 +50,16 @@ lab_stream_1=(
   "integration-lifecycle=pytest_modules tests/integration/test_lab_lifecycle.py"
   "integration-security=pytest_modules tests/integration/test_secrets.py tests/integration/test_firewall_lockout.py"
   "integration-rollout-scale=pytest_modules tests/integration/test_rollout_scale.py tests/integration/test_awx_jobs.py"
+  "molecule-vms=molecule_scenario vms"
 )
 lab_stream_2=(
   "integration-rollout=pytest_modules tests/integration/test_rollout.py tests/integration/test_rollout_faults.py
-    tests/integration/test_monitoring.py"
+    tests/integration/test_monitoring.py tests/integration/test_rollout_vms.py"
   "integration-lab=pytest_modules tests/integration/test_lab_scale_and_input.py tests/integration/test_sample_workloads.py
     tests/integration/test_collection_build.py tests/integration/test_fleet_inventory.py
     tests/integration/test_bad_input_corpus.py"
   "ansible-lint=ansible-lint"
   "molecule-secrets=molecule_scenario secrets"
-  "molecule-bastion=molecule_scenario bastion"
 )
 lab_stream_3=(
   "integration-power-loss=pytest_modules tests/integration/test_generations_power_loss.py"
@@ -69,6 +69,7 @@ lab_stream_3=(
   "molecule-firewall=molecule_scenario firewall"
   "molecule-generations=molecule_scenario generations"
   "molecule-registry=molecule_scenario registry"
+  "molecule-bastion=molecule_scenario bastion"
   "integration-pages=pytest_modules tests/integration/test_report_pages.py"
   "sanity=sanity"
 )

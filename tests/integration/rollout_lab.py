@@ -118,6 +118,8 @@ class RolloutLab(object):
             "registry_push_address": "127.0.0.1:%d" % self.registry_port,
             "workloads_secrets": {"dashboard_token": SECRETS["token"]},
             "docker_engine_default_ulimits": {"nofile": {"soft": 16384, "hard": 20000}},
+            # No KVM in the lab (nested KVM hangs): the VMs of test_rollout_vms.py run under TCG.
+            "workloads_vm_domain_type": "qemu",
             "rollout_test_releases": self.releases,
             "rollout_test_release_names": [],  # copied by publish()
             "rollout_test_light_images": self.light,

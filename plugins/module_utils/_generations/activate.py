@@ -17,8 +17,8 @@ from .errors import GenerationError
 from .nft import NFT_FAMILY, NFT_TABLE, nft_fingerprint, nft_replace_script, replace_script, with_script
 from .state import StateDir
 from .sysio import atomic_write, fsync_dir
-from .vms import (NFT_VM_FAMILY, NFT_VM_TABLE, SEED_FILES, defined_key, dnat_table, domain_xml, is_managed,
-                  load_vms_config, vm_key)
+from .vms import (NFT_VM_FAMILY, NFT_VM_TABLE, SEED_FILES, defined_key, dnat_table, domain_xml, hard_limit_kib,
+                  is_managed, load_vms_config, vm_key)
 from .vms import paths as vm_paths
 
 
@@ -128,10 +128,12 @@ class Activation(StateDir):
                 continue  # this generation did not change the VM: it keeps running on its own overlay
             if where:
                 self._vm_disks(name, spec, where)
+            rc, out, _err = self.run([virsh, "domuuid", name], timeout=60)
+            uuid = out.strip() if rc == 0 and out.strip() else None
             fd, path = tempfile.mkstemp(prefix=".vm-%s-" % name, suffix=".xml", dir=self.dir)
             try:
                 with os.fdopen(fd, "w") as handle:
-                    handle.write(domain_xml(name, spec, where))
+                    handle.write(domain_xml(name, spec, where, uuid))
                 rc, out, err = self.run([virsh, "define", path], timeout=120)
             finally:
                 os.unlink(path)
@@ -147,6 +149,13 @@ class Activation(StateDir):
             rc, out, err = self.run([virsh, "start", name], timeout=300)
             if rc != 0:
                 raise GenerationError("virsh start %s: %s" % (name, (err or out).strip()), artifact="vms/%s.xml" % name)
+            if where and where["memory_limit"] == "live":
+                rc, out, err = self.run([virsh, "memtune", name, "--hard-limit", str(hard_limit_kib(spec)), "--live"],
+                                        timeout=60)
+                if rc != 0:
+                    self.run([virsh, "destroy", name], timeout=120)  # never a guest without its limit
+                    raise GenerationError("virsh memtune %s: %s" % (name, (err or out).strip()),
+                                          artifact="vms/%s.xml" % name)
         if nft:
             self._apply_vm_dnat(nft, dnat)
 

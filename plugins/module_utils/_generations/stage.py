@@ -128,6 +128,9 @@ class Staging(StateDir):
                 raise GenerationError("release.vms: %s (Debian package %s) is not installed on the device; "
                                       "edgeops.fleet.vms installs the VM host" % (program, package), artifact="vms")
         managed = dict((name, spec) for name, spec in vms.items() if is_managed(spec))
+        if any(spec.get("ports") for spec in managed.values()) and not self.which("nft"):
+            raise GenerationError("release.vms: published ports need nft (Debian package nftables) on the device",
+                                  artifact="vms")
         host = load_vms_config(self.config["vms_config"]) if managed else None
         if managed and host is None:
             raise GenerationError("release.vms: this device has no VM host (%s is written by edgeops.fleet.vms)"

@@ -30,7 +30,11 @@ NFT_VM_FAMILY = "ip"
 NFT_VM_TABLE = "edgeops_vms"
 SPEC_KEYS = ("domain", "base", "boot", "data_disks", "seed", "address", "ports")
 SEED_FILES = ("meta-data", "user-data", "network-config")
-VMS_CONFIG_KEYS = ("budget", "image_dir", "disk_dir", "networks")
+VMS_CONFIG_KEYS = ("budget", "image_dir", "disk_dir", "networks", "memory_limit")
+# How a VM's memtune hard limit is applied: in its definition (libvirt then also raises QEMU's locked-memory limit to
+# it, which needs CAP_SYS_RESOURCE), or "live" right after start (`virsh memtune --live`: the same cgroup limit, for
+# hosts without that capability, such as the lab's containers).
+MEMORY_LIMIT_MODES = ("definition", "live")
 # Tools a release with VMs needs on the device, by what provides them (edgeops.fleet.vms installs them all).
 VM_TOOLS = (("virsh", "libvirt-clients"), ("virt-xml-validate", "libvirt-clients"), ("qemu-img", "qemu-utils"),
             ("mkfs.vfat", "dosfstools"), ("mcopy", "mtools"))
@@ -212,6 +216,10 @@ def load_vms_config(path):
         raise GenerationError("%s must hold budget, image_dir, disk_dir and networks (written by edgeops.fleet.vms)"
                               % path)
     data.setdefault("networks", {})
+    data.setdefault("memory_limit", "definition")
+    if data["memory_limit"] not in MEMORY_LIMIT_MODES:
+        raise GenerationError("%s: memory_limit must be one of %s, got %r" % (path, ", ".join(MEMORY_LIMIT_MODES),
+                                                                            data["memory_limit"]))
     return data
 
 
@@ -231,6 +239,7 @@ def paths(config, name, spec):
         "kernel": os.path.join(image_dir, boot["kernel"]["image"]) if boot else None,
         "initrd": os.path.join(image_dir, boot["initrd"]["image"]) if boot and boot.get("initrd") else None,
         "console": os.path.join(home, "console.log"),
+        "memory_limit": config.get("memory_limit", "definition"),
     }
 
 
@@ -254,15 +263,21 @@ def _disk(devices, source, target, fmt, readonly=False):
         ET.SubElement(disk, "readonly")
 
 
-def domain_xml(name, spec, where):
-    """The domain the device defines: the template with its name, boot files, disks (vda root overlay, vdb seed,
-    then the data disks), a serial console logged to a file, and our key in its metadata."""
+def domain_xml(name, spec, where, uuid=None):
+    """The domain the device defines: the template with its name (and ``uuid``: a domain defined again must keep
+    its own), boot files, disks (vda root overlay, vdb seed, then the data disks), a serial console logged to a
+    file, and our key in its metadata."""
     root = ET.fromstring(spec["domain"])
-    for old in root.findall("name"):
+    for old in root.findall("name") + (root.findall("uuid") if uuid else []):
         root.remove(old)
     ET.SubElement(root, "name").text = name
+    if uuid:
+        ET.SubElement(root, "uuid").text = uuid
     if not is_managed(spec):
         return ET.tostring(root, encoding="unicode")
+    if where.get("memory_limit") == "live":
+        for old in root.findall("memtune"):
+            root.remove(old)  # applied by activation right after the start (hard_limit_kib)
     metadata = root.find("metadata")
     if metadata is None:
         metadata = ET.SubElement(root, "metadata")
@@ -300,6 +315,11 @@ def domain_xml(name, spec, where):
         console = ET.SubElement(devices, "console", {"type": "pty"})
         ET.SubElement(console, "target", {"type": "serial", "port": "0"})
     return ET.tostring(root, encoding="unicode")
+
+
+def hard_limit_kib(spec):
+    """The VM's memtune hard limit in KiB (what ``virsh memtune --hard-limit`` takes)."""
+    return parse_domain("vm", spec["domain"])["hard_limit_mib"] * 1024
 
 
 def defined_key(xml):

@@ -58,13 +58,20 @@ class VirtHost:
         if command == "define":
             with open(name) as handle:
                 xml = handle.read()
-            dom = ET.fromstring(xml).find("name").text
-            self.domains.setdefault(dom, {"state": "shut off"})["xml"] = xml
+            root = ET.fromstring(xml)
+            dom, uuid = root.find("name").text, root.findtext("uuid")
+            if dom in self.domains and uuid != self.domains[dom]["uuid"]:
+                # libvirt's refusal when a definition names an existing domain without its UUID
+                return 1, "", "error: operation failed: domain '%s' already exists with uuid %s" % (
+                    dom, self.domains[dom]["uuid"])
+            self.domains.setdefault(dom, {"state": "shut off", "uuid": uuid or "uuid-%d" % len(self.calls)})["xml"] = xml
             return 0, "Domain '%s' defined" % dom, ""
         if name not in self.domains:
             return 1, "", "error: failed to get domain '%s'" % name
         if command == "domstate":
             return 0, self.domains[name]["state"] + "\n", ""
+        if command == "domuuid":
+            return 0, self.domains[name]["uuid"] + "\n", ""
         if command == "start":
             self.domains[name]["state"] = "running"
         elif command == "destroy":
@@ -335,3 +342,21 @@ def test_a_release_without_vms_removes_the_vm_and_its_published_ports(host):
     store.switch(2, 60)
     assert "web" not in virt.domains and virt.nft == {}
     assert store.live_problems(2) == []
+
+
+def test_where_libvirt_cannot_raise_the_locked_memory_limit_the_hard_limit_is_applied_live(host):
+    store, virt = host["store"], host["virt"]
+    config = json.loads(open(store.config["vms_config"]).read())
+    config["memory_limit"] = "live"
+    with open(store.config["vms_config"], "w") as handle:
+        json.dump(config, handle)
+    store.stage(release_of(host["sums"]))
+    store.switch(1, 60)
+    assert ET.fromstring(virt.domains["web"]["xml"]).find("memtune") is None
+    start = virt.calls.index(["/usr/bin/virsh", "start", "web"])
+    assert virt.calls[start + 1] == ["/usr/bin/virsh", "memtune", "web", "--hard-limit", str(384 * 1024), "--live"]
+    config["memory_limit"] = "swap"
+    with open(store.config["vms_config"], "w") as handle:
+        json.dump(config, handle)
+    with pytest.raises(GenerationError, match=r"vms.json: memory_limit must be one of definition, live, got 'swap'"):
+        store.stage(release_of(host["sums"], release="vm-2"))
