@@ -63,10 +63,9 @@ def lab(rollout_lab):
         assert start.rc == 0, start.out[-6000:]
     directory, sums = guest_image()
     images = [{"name": name, "src": os.path.join(directory, name), "sha256": digest} for name, digest in sorted(sums.items())]
-    setup = lab.playbook("tests/integration/playbooks/vms_setup.yml",
-                         "-e", json.dumps({"vms_images": images, "vms_budget": {"vcpus": 1, "memory": "512m"},
-                                                     # the lab's containers: see molecule/vms/molecule.yml
-                                                     "vms_memory_limit": "live"}))
+    # vms_memory_limit live: the lab's containers cannot raise QEMU's locked-memory limit (molecule/vms/molecule.yml).
+    settings = {"vms_images": images, "vms_budget": {"vcpus": 1, "memory": "512m"}, "vms_memory_limit": "live"}
+    setup = lab.playbook("tests/integration/playbooks/vms_setup.yml", "-e", json.dumps(settings))
     assert setup.rc == 0, setup.out[-5000:]
     lab.derive(BASELINE, VM_GOOD, lambda manifest: manifest.update(vms={"inspector": vm(sums, VM_GOOD)}))
     lab.derive(BASELINE, VM_BAD, lambda manifest: manifest.update(

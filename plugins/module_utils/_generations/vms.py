@@ -218,8 +218,8 @@ def load_vms_config(path):
     data.setdefault("networks", {})
     data.setdefault("memory_limit", "definition")
     if data["memory_limit"] not in MEMORY_LIMIT_MODES:
-        raise GenerationError("%s: memory_limit must be one of %s, got %r" % (path, ", ".join(MEMORY_LIMIT_MODES),
-                                                                            data["memory_limit"]))
+        raise GenerationError("%s: memory_limit must be one of %s, got %r"
+                              % (path, ", ".join(MEMORY_LIMIT_MODES), data["memory_limit"]))
     return data
 
 
