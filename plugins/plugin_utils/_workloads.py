@@ -411,6 +411,14 @@ def render_release(manifest, registry=None, secrets_dir=DEFAULT_SECRETS_DIR, sou
         raise WorkloadError("%s: %s" % (source, exc))
     try:
         release_vms, vm_checks = _render_vms(vms or {}, vm_domain_type)
+        for name, service in sorted(services.items()):
+            for index, port in enumerate(service.get("ports", [])):
+                match = _PORT_RE.match(port)
+                taken = [vm for vm, spec in sorted(release_vms.items()) for vm_port in spec["ports"]
+                         if (vm_port["host"], vm_port["proto"]) == (int(match.group(2)), match.group(4) or "tcp")]
+                if taken:
+                    raise VmError("vms.%s.ports: host port %s/%s is also published by workload %s (workloads.%s."
+                                  "ports[%d])" % (taken[0], match.group(2), match.group(4) or "tcp", name, name, index))
     except VmError as exc:
         raise WorkloadError("%s: %s" % (source, exc))
     generation = {"id": release, "compose": None, "health_checks": checks + vm_checks}

@@ -17,8 +17,8 @@ from .errors import GenerationError
 from .nft import NFT_FAMILY, NFT_TABLE, nft_fingerprint, nft_replace_script, replace_script, with_script
 from .state import StateDir
 from .sysio import atomic_write, fsync_dir
-from .vms import (NFT_VM_FAMILY, NFT_VM_TABLE, SEED_FILES, defined_key, dnat_table, domain_xml, hard_limit_kib,
-                  is_managed, load_vms_config, vm_key)
+from .vms import (DISK_FILE_RE, NFT_VM_FAMILY, NFT_VM_TABLE, SEED_FILES, defined_key, dnat_table, domain_xml,
+                  hard_limit_kib, is_managed, load_vms_config, vm_key)
 from .vms import paths as vm_paths
 
 
@@ -101,6 +101,15 @@ class Activation(StateDir):
             specs[name] = spec
         return specs
 
+    def _virsh_stop(self, virsh, name, undefine=False):
+        """Stop (and undefine) a domain; one that is not running or not defined is fine, anything else raises."""
+        for command in ["destroy"] + (["undefine"] if undefine else []):
+            rc, out, err = self.run([virsh, command, name], timeout=120)
+            text = (err or out).strip()
+            if rc != 0 and not ("not running" in text or "failed to get domain" in text.lower()
+                                or "Domain not found" in text):
+                raise GenerationError("virsh %s %s: %s" % (command, name, text), artifact="vms")
+
     def _apply_vms(self, generation, man, prev):
         wanted = self.vm_specs(generation, man)
         state = self.read_state()
@@ -110,22 +119,31 @@ class Activation(StateDir):
         dnat = dnat_table(dict((n, s) for n, s in wanted.items() if is_managed(s)))
         if not wanted and not old and not (nft and self._vm_dnat_present(nft)):
             return
+        host = None
+        if any(is_managed(s) for s in wanted.values()):
+            # Before anything changes: without it no VM of the generation can be placed.
+            host = load_vms_config(self.config["vms_config"])
+            if host is None:
+                raise GenerationError("the generation has VMs but the device has no VM host (%s, written by "
+                                      "edgeops.fleet.vms)" % self.config["vms_config"], artifact="vms")
         virsh = self.which("virsh") or "virsh"
         for name in old:
             # Disks stay: a rollback may return to them (gc removes the overlays no kept generation names).
-            self.run([virsh, "destroy", name], timeout=120)
-            self.run([virsh, "undefine", name], timeout=120)
+            self._virsh_stop(virsh, name, undefine=True)
             applied.pop(name, None)
             state["vms_applied"] = applied
             self.write_state(state)
-        host = load_vms_config(self.config["vms_config"]) if any(is_managed(s) for s in wanted.values()) else None
         for name, spec in sorted(wanted.items()):
             where = vm_paths(host, name, spec) if is_managed(spec) else None
             key = vm_key(spec)
             rc, out, _err = self.run([virsh, "domstate", name], timeout=60)
-            running = rc == 0 and out.strip() == "running"
-            if running and applied.get(name) == key:
+            status = out.strip() if rc == 0 else "undefined"
+            if status == "running" and applied.get(name) == key:
                 continue  # this generation did not change the VM: it keeps running on its own overlay
+            # Not applied until it runs with its limit: a crash from here on finds it pending and starts it over.
+            applied.pop(name, None)
+            state["vms_applied"] = applied
+            self.write_state(state)
             if where:
                 self._vm_disks(name, spec, where)
             rc, out, _err = self.run([virsh, "domuuid", name], timeout=60)
@@ -139,13 +157,10 @@ class Activation(StateDir):
                 os.unlink(path)
             if rc != 0:
                 raise GenerationError("virsh define %s: %s" % (name, (err or out).strip()), artifact="vms/%s.xml" % name)
-            # A running domain keeps its old definition until restarted: restart it, so that the device runs this
-            # generation's VM and not a mix.
-            if running:
-                self.run([virsh, "destroy", name], timeout=120)
-            applied[name] = key
-            state["vms_applied"] = applied
-            self.write_state(state)
+            # A domain that is active in any way (running, paused, in shutdown, suspended) keeps its old definition
+            # until it stops: stop it, so that the device runs this generation's VM and not a mix.
+            if status not in ("shut off", "crashed", "undefined"):
+                self._virsh_stop(virsh, name)
             rc, out, err = self.run([virsh, "start", name], timeout=300)
             if rc != 0:
                 raise GenerationError("virsh start %s: %s" % (name, (err or out).strip()), artifact="vms/%s.xml" % name)
@@ -153,9 +168,12 @@ class Activation(StateDir):
                 rc, out, err = self.run([virsh, "memtune", name, "--hard-limit", str(hard_limit_kib(spec)), "--live"],
                                         timeout=60)
                 if rc != 0:
-                    self.run([virsh, "destroy", name], timeout=120)  # never a guest without its limit
+                    self._virsh_stop(virsh, name)  # never a guest without its limit
                     raise GenerationError("virsh memtune %s: %s" % (name, (err or out).strip()),
                                           artifact="vms/%s.xml" % name)
+            applied[name] = key
+            state["vms_applied"] = applied
+            self.write_state(state)
         if nft:
             self._apply_vm_dnat(nft, dnat)
 
@@ -163,7 +181,9 @@ class Activation(StateDir):
         """The VM's root overlay, seed and data disks, each made under a temporary name and renamed: a power loss
         leaves either the whole file or none."""
         if not os.path.isdir(where["home"]):
-            os.makedirs(where["home"], 0o755)
+            # Traversable, not listable: QEMU (libvirt-qemu, which libvirt hands each file to) opens its files by
+            # path; other users see none of them (the seed holds the user-data).
+            os.makedirs(where["home"], 0o711)
         qemu_img = self.which("qemu-img") or "qemu-img"
 
         def made(path, argv_for, what):
@@ -176,6 +196,12 @@ class Activation(StateDir):
                 rc, out, err = self.run(argv, timeout=300)
                 if rc != 0:
                     raise GenerationError("vm %s: %s: %s" % (name, what, (err or out).strip()), artifact="vms/%s.json" % name)
+            os.chmod(tmp, 0o600)
+            fd = os.open(tmp, os.O_RDONLY)
+            try:
+                os.fsync(fd)  # mcopy syncs nothing: the rename must not publish a file whose data is not on disk
+            finally:
+                os.close(fd)
             os.rename(tmp, path)
 
         made(where["root"], lambda tmp: [[qemu_img, "create", "-q", "-f", "qcow2", "-b", where["base"], "-F", "qcow2", tmp]],
@@ -251,13 +277,17 @@ class Activation(StateDir):
                     where = vm_paths(host, name, spec)
                     used.update(p for p in (where["root"], where["seed"]) if p)
         unused = []
+        # What runs now is never removed, whatever the pointers say.
+        running = set((self.read_state().get("vms_applied") or {}).items())
         for name in sorted(os.listdir(host["disk_dir"])):
             home = os.path.join(host["disk_dir"], name)
             if not os.path.isdir(home):
                 continue
             for file_name in sorted(os.listdir(home)):
                 path = os.path.join(home, file_name)
-                if file_name.startswith(("root-", "seed-")) and path not in used:
+                key = file_name.split("-", 1)[-1].split(".", 1)[0]
+                if DISK_FILE_RE.match(file_name) and os.path.isfile(path) and path not in used \
+                        and (name, key) not in running:
                     unused.append(path)
         return unused
 

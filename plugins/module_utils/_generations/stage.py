@@ -146,6 +146,17 @@ class Staging(StateDir):
                 elif sha256_file(path) != digest:
                     problems.append("release.vms.%s.%s: %s has sha256 %s, the release names %s"
                                     % (name, key, path, sha256_file(path), digest))
+            for index, (disk, path) in enumerate(zip(spec["data_disks"], where["data"])):
+                # A data disk is the VM's own and never replaced: a size that differs is refused, not ignored.
+                if os.path.exists(path):
+                    rc, out, _err = self.run([tools["qemu-img"], "info", "--output=json", path], timeout=60)
+                    try:
+                        have = int(json.loads(out)["virtual-size"]) // (1024 * 1024) if rc == 0 else None
+                    except (ValueError, KeyError, TypeError):
+                        have = None
+                    if have is not None and have != disk["size_mib"]:
+                        problems.append("release.vms.%s.data_disks[%d].size_mib: %s exists with %d MiB; a data disk is "
+                                        "not resized (another name makes a new one)" % (name, index, path, have))
             found = parse_domain(name, spec["domain"])
             for network in found["networks"]:
                 if network not in host["networks"]:

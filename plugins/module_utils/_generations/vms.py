@@ -100,10 +100,23 @@ def parse_domain(name, xml):
     hard_mib = _mib(hard, where + ".memtune.hard_limit")
     if hard_mib < memory_mib:
         _fail(where + ".memtune.hard_limit", "%d MiB is below the guest's memory (%d MiB)" % (hard_mib, memory_mib))
-    for disk in root.findall("devices/disk"):
-        if disk.get("device", "disk") in ("disk", "cdrom"):
-            # The device owns the disks (overlay, seed, data disks): a path in a release would bypass them.
-            _fail(where, "declares a <disk>: disks come from the VM's base image and data_disks")
+    # An allow-list, not a deny-list: the device owns the disks (overlay, seed, data disks), the boot files, the
+    # console; a release names only NICs on the VM host's networks and PCI devices (checked at stage).
+    for element in root.iter():
+        if element.tag.startswith("{") and element not in list(root.iterfind("metadata/*")):
+            _fail(where, "holds <%s>: elements of other namespaces (such as qemu:commandline) are not allowed"
+                  % element.tag)
+    for tag in ("kernel", "initrd", "cmdline", "loader", "nvram"):
+        if root.find("os/" + tag) is not None:
+            _fail(where, "sets <os><%s>: boot files come from the VM's boot key, checked by sha256" % tag)
+    for device in list(root.find("devices") if root.find("devices") is not None else []):
+        allowed = {"interface": device.get("type") == "network",
+                   "hostdev": device.get("mode", "subsystem") == "subsystem" and device.get("type") == "pci",
+                   "memballoon": True}
+        if not allowed.get(device.tag, False):
+            _fail(where, "declares <%s%s>: a VM's devices are NICs on the VM host's networks (<interface "
+                  "type='network'>) and PCI devices (<hostdev type='pci'>); disks, console and boot files are the "
+                  "device's" % (device.tag, " type='%s'" % device.get("type") if device.get("type") else ""))
     networks = [src.get("network") for src in root.findall("devices/interface/source") if src.get("network")]
     pci = [pci_address(addr) for addr in root.findall("devices/hostdev/source/address")]
     return {"vcpus": vcpus, "memory_mib": memory_mib, "hard_limit_mib": hard_mib, "networks": networks, "pci": pci}
@@ -121,15 +134,13 @@ def _image(value, where):
 
 
 def validate_vm(name, value):
-    """``release.vms.<name>``: domain XML alone (the device defines it as is), or the mapping of SPEC_KEYS.
-    Returns the normalised spec ({"domain": xml} for XML alone). Raises GenerationError naming the key."""
+    """``release.vms.<name>``: the mapping of SPEC_KEYS. Returns the normalised spec. Raises GenerationError naming
+    the key."""
     where = "release.vms.%s" % name
-    if isinstance(value, str):
-        if "<domain" not in value:
-            _fail(where, "must be libvirt domain XML or a VM spec mapping")
-        return {"domain": value}
     if not isinstance(value, dict):
-        _fail(where, "must be libvirt domain XML or a VM spec mapping")
+        # Domain XML alone would bring its own disks and no checked image: refused (the device supplies those).
+        _fail(where, "must be a VM spec mapping (%s), as the workloads role renders it from a manifest's vms"
+              % ", ".join(SPEC_KEYS))
     unknown = sorted(set(value) - set(SPEC_KEYS), key=str)
     if unknown:
         _fail(where, "unknown key(s) %s (allowed: %s)" % (", ".join(map(str, unknown)), ", ".join(SPEC_KEYS)))
@@ -254,13 +265,15 @@ def images_of(spec):
     return out
 
 
-def _disk(devices, source, target, fmt, readonly=False):
+def _disk(devices, source, target, fmt, readonly=False, serial=None):
     disk = ET.SubElement(devices, "disk", {"type": "file", "device": "disk"})
     ET.SubElement(disk, "driver", {"name": "qemu", "type": fmt})
     ET.SubElement(disk, "source", {"file": source})
     ET.SubElement(disk, "target", {"dev": target, "bus": "virtio"})
     if readonly:
         ET.SubElement(disk, "readonly")
+    if serial:  # the guest finds a data disk by name (/dev/disk/by-id/virtio-<name>), whatever its position
+        ET.SubElement(disk, "serial").text = serial
 
 
 def domain_xml(name, spec, where, uuid=None):
@@ -306,8 +319,8 @@ def domain_xml(name, spec, where, uuid=None):
     if where["seed"]:
         _disk(devices, where["seed"], "vd" + letters[index], "raw", readonly=True)
         index += 1
-    for path in where["data"]:
-        _disk(devices, path, "vd" + letters[index], "qcow2")
+    for disk, path in zip(spec["data_disks"], where["data"]):
+        _disk(devices, path, "vd" + letters[index], "qcow2", serial=disk["name"])
         index += 1
     if devices.find("serial") is None:
         serial = ET.SubElement(devices, "serial", {"type": "pty"})
@@ -320,6 +333,9 @@ def domain_xml(name, spec, where, uuid=None):
 def hard_limit_kib(spec):
     """The VM's memtune hard limit in KiB (what ``virsh memtune --hard-limit`` takes)."""
     return parse_domain("vm", spec["domain"])["hard_limit_mib"] * 1024
+
+
+DISK_FILE_RE = re.compile(r"^(root-[0-9a-f]{16}\.qcow2|seed-[0-9a-f]{16}\.img)$")
 
 
 def defined_key(xml):

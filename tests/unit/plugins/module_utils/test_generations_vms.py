@@ -29,8 +29,9 @@ class VirtHost:
 
     def __init__(self):
         self.calls = []
-        self.domains = {}  # name -> {"xml": text, "state": "running" | "shut off"}
+        self.domains = {}  # name -> {"xml": text, "state": "running" | "shut off" | "paused", "uuid": text}
         self.nft = {}
+        self.fail = {}  # virsh command -> stderr: that command fails (once)
 
     def __call__(self, argv, input_data=None, timeout=None, env=None):
         self.calls.append(list(argv))
@@ -39,6 +40,11 @@ class VirtHost:
             argv = argv[:1] + argv[2:]
         if tool == "virsh":
             return self.virsh(argv[1:])
+        if tool == "qemu-img" and argv[1] == "info":
+            with open(argv[-1]) as handle:  # what create wrote: "qcow2 create ... <size>M"
+                sizes = [w[:-1] for w in handle.read().split() if w.endswith("M") and w[:-1].isdigit()]
+            size = int(sizes[0]) * 1024 * 1024 if sizes else 0
+            return 0, json.dumps({"virtual-size": size, "format": "qcow2"}), ""
         if tool == "qemu-img":
             with open(argv[-2] if argv[-1].endswith("M") else argv[-1], "w") as handle:
                 handle.write("qcow2 %s" % " ".join(argv[1:]))
@@ -55,6 +61,8 @@ class VirtHost:
 
     def virsh(self, args):
         command, name = args[0], args[1] if len(args) > 1 else None
+        if command in self.fail:
+            return 1, "", self.fail.pop(command)
         if command == "define":
             with open(name) as handle:
                 xml = handle.read()
@@ -73,6 +81,8 @@ class VirtHost:
         if command == "domuuid":
             return 0, self.domains[name]["uuid"] + "\n", ""
         if command == "start":
+            if self.domains[name]["state"] != "shut off":
+                return 1, "", "error: Requested operation is not valid: domain is already running"
             self.domains[name]["state"] = "running"
         elif command == "destroy":
             self.domains[name]["state"] = "shut off"
@@ -133,7 +143,7 @@ def release_of(sums, **kwargs):
      r"\.vcpu: must be a whole number of at least 1"),
     ("<domain type='xen'/>", r"must be a libvirt <domain type='kvm'>"),
     ("<domain type='qemu'><vcpu>1</vcpu><memory>1</memory><memtune><hard_limit>9</hard_limit></memtune><devices>"
-     "<disk device='disk'><source file='/etc/shadow'/></disk></devices></domain>", r"declares a <disk>"),
+     "<disk device='disk'><source file='/etc/shadow'/></disk></devices></domain>", r"declares <disk>"),
     ("<domain", r"is not XML"),
 ])
 def test_a_vm_without_limits_or_with_its_own_disks_is_refused(domain, message):
@@ -301,7 +311,7 @@ def test_rollback_returns_to_the_previous_overlay_and_keeps_the_data_disk(host):
     config = vms.load_vms_config(store.config["vms_config"])
     first = vms.paths(config, "web", store.vm_specs(1, store.manifest(1))["web"])
     with open(first["data"][0], "a") as handle:
-        handle.write("state the guest wrote")
+        handle.write("\nstate the guest wrote")
     store.stage(release_of(host["sums"], release="vm-2", user_data="#!/bin/sh\nexit 1\n"))
     store.switch(2, 60)
     second = vms.paths(config, "web", store.vm_specs(2, store.manifest(2))["web"])
@@ -360,3 +370,111 @@ def test_where_libvirt_cannot_raise_the_locked_memory_limit_the_hard_limit_is_ap
         json.dump(config, handle)
     with pytest.raises(GenerationError, match=r"vms.json: memory_limit must be one of definition, live, got 'swap'"):
         store.stage(release_of(host["sums"], release="vm-2"))
+
+
+# ---- what the review found: refusals, crash windows, failures ---------------------------------------------------
+
+LIMITS = "<vcpu>1</vcpu><memory unit='MiB'>64</memory><memtune><hard_limit unit='MiB'>128</hard_limit></memtune>"
+
+
+@pytest.mark.parametrize("extra, message", [
+    ("<devices><filesystem type='mount'><source dir='/'/><target dir='host'/></filesystem></devices>",
+     r"declares <filesystem"),
+    ("<devices><serial type='file'><source path='/etc/cron.d/x'/></serial></devices>", r"declares <serial type='file'>"),
+    ("<devices><interface type='direct'><source dev='eth0'/></interface></devices>", r"declares <interface type='direct'>"),
+    ("<devices><hostdev mode='subsystem' type='usb'/></devices>", r"declares <hostdev type='usb'>"),
+    ("<devices><disk device='lun'><source dev='/dev/sda'/></disk></devices>", r"declares <disk>"),
+    ("<os><type>hvm</type><kernel>/boot/vmlinuz</kernel></os>", r"sets <os><kernel>"),
+    ("<qemu:commandline xmlns:qemu='http://libvirt.org/schemas/domain/qemu/1.0'><qemu:arg value='-x'/>"
+     "</qemu:commandline>", r"elements of other namespaces"),
+])
+def test_a_domain_template_names_only_nics_and_pci_devices(extra, message):
+    spec = {"domain": "<domain type='qemu'>%s%s</domain>" % (LIMITS, extra),
+            "base": {"image": "g.qcow2", "sha256": "a" * 64}}
+    with pytest.raises(GenerationError, match=r"^release.vms.web.domain: .*" + message):
+        vms.validate_vm("web", spec)
+
+
+def test_domain_xml_alone_is_refused():
+    with pytest.raises(GenerationError, match=r"^release.vms.web: must be a VM spec mapping"):
+        vms.validate_vm("web", "<domain type='qemu'>%s</domain>" % LIMITS)
+
+
+def test_a_vm_that_cannot_be_stopped_fails_the_switch_and_is_not_forgotten(host):
+    store, virt = host["store"], host["virt"]
+    store.stage(release_of(host["sums"]))
+    store.switch(1, 60)
+    store.confirm()
+    store.stage({"id": "no-vms", "files": [{"path": str(host["tmp"] / "app.conf"), "content": "x\n"}]})
+    virt.fail["destroy"] = "error: Failed to terminate process 4242 with SIGKILL: Device or resource busy"
+    result = store.switch(2, 60)
+    assert result["rolled_back"] and "virsh destroy web: error: Failed to terminate process" in result["reason"]
+    # The switch failed and was rolled back: the VM runs (generation 1), recorded as applied.
+    assert virt.domains["web"]["state"] == "running"
+    assert store.read_state()["vms_applied"] == {"web": vms.vm_key(store.vm_specs(1, store.manifest(1))["web"])}
+
+
+def test_a_paused_guest_is_stopped_before_the_new_definition_starts(host):
+    store, virt = host["store"], host["virt"]
+    store.stage(release_of(host["sums"]))
+    store.switch(1, 60)
+    store.confirm()
+    virt.domains["web"]["state"] = "paused"  # libvirt pauses a guest whose disk filled up
+    store.stage(release_of(host["sums"], release="vm-2", user_data="#!/bin/sh\nhttpd -p 81\n"))
+    store.switch(2, 60)
+    assert virt.domains["web"]["state"] == "running"
+    assert vms.defined_key(virt.domains["web"]["xml"]) == vms.vm_key(store.vm_specs(2, store.manifest(2))["web"])
+
+
+def test_a_crash_between_start_and_the_live_limit_is_repaired_by_the_next_activation(host):
+    store, virt = host["store"], host["virt"]
+    config = json.loads(open(store.config["vms_config"]).read())
+    config["memory_limit"] = "live"
+    with open(store.config["vms_config"], "w") as handle:
+        json.dump(config, handle)
+    store.stage(release_of(host["sums"]))
+    store.lock()
+    virt.fail["memtune"] = "error: agent killed"  # stands for the crash: the guest runs, its limit never came
+    with pytest.raises(GenerationError, match=r"virsh memtune web: error: agent killed"):
+        store.activate(1, None)
+    assert virt.domains["web"]["state"] == "shut off", "a guest without its limit is stopped"
+    assert "web" not in (store.read_state().get("vms_applied") or {})
+    virt.domains["web"]["state"] = "running"  # as if the agent had died before it could stop it
+    virt.calls[:] = []
+    store.activate(1, None)
+    assert virt.ran("/usr/bin/virsh", "memtune", "web"), "not applied: the running guest is started over with its limit"
+    assert store.read_state()["vms_applied"]["web"] == vms.vm_key(store.vm_specs(1, store.manifest(1))["web"])
+
+
+def test_activation_without_the_vm_host_fails_before_changing_anything(host):
+    store, virt = host["store"], host["virt"]
+    store.stage(release_of(host["sums"]))
+    os.unlink(store.config["vms_config"])
+    result = store.switch(1, 60)
+    assert result["rolled_back"] and "the generation has VMs but the device has no VM host" in result["reason"]
+    assert virt.domains == {}
+
+
+def test_gc_leaves_what_a_power_loss_left_and_what_runs(host):
+    store, virt = host["store"], host["virt"]
+    store.stage(release_of(host["sums"]))
+    store.switch(1, 60)
+    store.confirm()
+    config = vms.load_vms_config(store.config["vms_config"])
+    where = vms.paths(config, "web", store.vm_specs(1, store.manifest(1))["web"])
+    os.makedirs(where["seed"] + ".d")  # an interrupted seed build
+    open(os.path.join(where["home"], "root-0123456789abcdef.qcow2.tmp"), "w").close()
+    assert store.vm_disks_unused([]) == [], "the running VM's overlay and seed are never unused"
+    assert oct(os.stat(where["seed"]).st_mode & 0o777) == "0o600"
+    assert oct(os.stat(where["home"]).st_mode & 0o777) == "0o711"
+
+
+def test_a_data_disk_is_never_resized_by_a_release(host):
+    store = host["store"]
+    store.stage(release_of(host["sums"]))
+    store.switch(1, 60)
+    store.confirm()
+    release = release_of(host["sums"], release="vm-2", data_disks=[{"name": "data", "size": "128m"}])
+    with pytest.raises(GenerationError, match=r"release.vms.web.data_disks\[0\].size_mib: .*data-data.qcow2 exists with "
+                                              r"64 MiB; a data disk is not resized"):
+        store.stage(release)

@@ -102,3 +102,12 @@ def test_a_release_needs_workloads_or_vms():
         render({})
     with pytest.raises(WorkloadError, match=r"^vm.yml: vms: must be a mapping of VM name"):
         render(["inspector"])
+
+
+def test_a_vm_cannot_take_a_host_port_a_container_publishes():
+    workloads = {"predictor": {"image": "edgeops/predictor", "digest": "sha256:" + "0" * 64, "cpus": 1,
+                               "memory": "128m", "pids": 64, "ports": ["127.0.0.1:8080:8080"]}}
+    with pytest.raises(WorkloadError, match=r"^vm.yml: vms.inspector.ports: host port 8080/tcp is also published by "
+                                            r"workload predictor \(workloads.predictor.ports\[0\]\)"):
+        render_release({"release": "r1", "registry": "hub:5000", "workloads": workloads, "vms": {"inspector": VM}},
+                       source="vm.yml", vm_domain_type="qemu")
