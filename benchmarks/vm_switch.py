@@ -48,6 +48,9 @@ sys.path.insert(0, COLLECTIONS)
 
 from ansible_collections.edgeops.fleet.plugins.plugin_utils._workloads import render_release  # noqa: E402
 
+sys.path.insert(0, os.path.join(REPO, "tests", "support"))
+from vm_guest import guest_image, guest_vm, vms_images  # noqa: E402  (tests/support)
+
 LAB = "edgeops-vmbench"
 DEVICE = LAB + "-site01-dev01"
 VM = "inspector"
@@ -148,22 +151,11 @@ def expect(release, generation, vm=True):
         sys.exit("the guest does not answer %s" % release)
 
 
-def guest_image():
-    """The guest image's directory and {file: sha256} (built once, then found in the cache by its recipe)."""
-    directory = sh([os.path.join(REPO, "scripts", "build_guest_image.sh")]).stdout.strip().splitlines()[-1]
-    with open(os.path.join(directory, "SHA256SUMS"), encoding="utf-8") as handle:
-        return directory, dict(reversed(line.split()) for line in handle if line.strip())
-
-
 def vm_release(name, sums):
-    """A release of one VM, rendered on the controller as the workloads role renders it (TCG: domain type qemu)."""
-    image = dict((key, {"file": "edgeops-guest." + ext, "sha256": sums["edgeops-guest." + ext]})
-                 for key, ext in (("image", "qcow2"), ("kernel", "vmlinuz"), ("initrd", "initrd")))
-    inspector = dict(image, vcpus=1, memory="128m", address="192.168.150.10/24", ports=["8090:80"],
-                     user_data="#!/bin/sh\necho %s > /srv/www/release\nhttpd -p 80 -h /srv/www\n" % name,
-                     probes=[{"name": "health", "type": "http", "url": GUEST + "/health", "body": "ok",
-                              "retries": 60, "interval": 1, "timeout": 3}])
-    return render_release({"release": name, "vms": {VM: inspector}}, source=name, vm_domain_type="qemu")[0]
+    """A release of one VM (tests/support/vm_guest.py's), rendered on the controller as the workloads role renders it
+    (TCG: domain type qemu); its probe asks once a second."""
+    vm = guest_vm(sums, name, retries=60, interval=1)
+    return render_release({"release": name, "vms": {VM: vm}}, source=name, vm_domain_type="qemu")[0]
 
 
 def vm_move(argv, release):
@@ -219,8 +211,7 @@ def main():
         json.dump({"vmbench_releases": releases, "vms_budget": {"vcpus": 1, "memory": "512m"},
                    # the lab's containers cannot raise QEMU's locked-memory limit: see molecule/vms/molecule.yml
                    "vms_memory_limit": "live",
-                   "vms_images": [{"name": name, "src": os.path.join(directory, name), "sha256": digest}
-                                  for name, digest in sorted(sums.items())]}, handle)
+                   "vms_images": vms_images(directory, sums)}, handle)
     print("setting up lab device %s ..." % DEVICE, flush=True)
     try:
         sh(["ansible-playbook", "playbooks/lab/down.yml"] + lab_vars, check=False)  # what a killed run left

@@ -70,14 +70,7 @@ def prometheus_caught_up(lab):
 
 @pytest.fixture(scope="module")
 def lab(rollout_lab):
-    lab = rollout_lab
-    lab.fresh = False
-    lab.publish(BASELINE)
-    lab.tags = {}
-    lab.write_fleet("lab")
-    if not all(lab.running_release(device)[0] == BASELINE for device in DEVICES):
-        start = lab.rollout(BASELINE, *waived())
-        assert start.rc == 0, start.out[-6000:]
+    lab = rollout_lab.start_from(BASELINE)
     prometheus_caught_up(lab)
     return lab
 

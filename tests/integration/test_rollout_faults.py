@@ -27,17 +27,8 @@ NO_SENSOR_MARKER = "/etc/edgeops-test/no-sensor"
 
 @pytest.fixture(scope="module")
 def lab(rollout_lab):
-    lab = rollout_lab
-    lab.fresh = False
-    lab.publish(BASELINE, "demo-1.1.0-bad-crash", "demo-1.1.0-bad-unhealthy", "demo-1.1.0-bad-500",
-                "demo-1.1.0-bad-firewall")
-    lab.tags = {}
-    lab.write_fleet("lab")
-    if not all(lab.running_release(device)[0] == BASELINE for device in DEVICES):
-        start = lab.rollout(BASELINE, *waived())
-        assert start.rc == 0, start.out[-6000:]
-    lab.assert_all_on(BASELINE, "the starting point")
-    return lab
+    return rollout_lab.start_from(BASELINE, "demo-1.1.0-bad-crash", "demo-1.1.0-bad-unhealthy", "demo-1.1.0-bad-500",
+                                  "demo-1.1.0-bad-firewall")
 
 
 def wait_for_alert(lab, release, device, reason, timeout=60):

@@ -15,61 +15,33 @@ __metaclass__ = type
 
 import json
 import os
-import subprocess
+import sys
 
 import pytest
 
 from conftest import REPO
 from rollout_lab import CANARY, DEVICES, waived
 
+sys.path.insert(0, os.path.join(REPO, "tests", "support"))
+from vm_guest import guest_image, guest_vm, vms_images  # noqa: E402  (tests/support)
+
 BASELINE = "demo-1.1.0"
 VM_GOOD = "demo-1.1.0-vm"
 VM_BAD = "demo-1.1.0-vm-bad"
 
 
-def guest_image():
-    """The guest image's directory and {file: sha256} (built here once, then found in the cache by its recipe)."""
-    out = subprocess.run([os.path.join(REPO, "scripts", "build_guest_image.sh")], capture_output=True, text=True,
-                         timeout=1200, check=False)
-    assert out.returncode == 0, out.stderr[-3000:]
-    directory = out.stdout.strip().splitlines()[-1]
-    with open(os.path.join(directory, "SHA256SUMS")) as handle:
-        sums = dict(reversed(line.split()) for line in handle if line.strip())
-    return directory, sums
-
-
-def vm(sums, release, serve=True, retries=40):
-    """The VM of the test releases: the guest serves its release id on port 80 (unless it is the bad one)."""
-    script = "#!/bin/sh\necho %s > /srv/www/release\n%s" % (
-        release, "httpd -p 80 -h /srv/www\n" if serve else "echo 'this release serves nothing'\n")
-    return {"vcpus": 1, "memory": "128m",
-            "image": {"file": "edgeops-guest.qcow2", "sha256": sums["edgeops-guest.qcow2"]},
-            "kernel": {"file": "edgeops-guest.vmlinuz", "sha256": sums["edgeops-guest.vmlinuz"]},
-            "initrd": {"file": "edgeops-guest.initrd", "sha256": sums["edgeops-guest.initrd"]},
-            "address": "192.168.150.10/24", "ports": ["8090:80"], "user_data": script,
-            "probes": [{"name": "health", "type": "http", "url": "http://192.168.150.10/health", "body": "ok",
-                        "retries": retries, "interval": 2, "timeout": 3}]}
-
-
 @pytest.fixture(scope="module")
 def lab(rollout_lab):
-    lab = rollout_lab
-    lab.fresh = False
-    lab.publish(BASELINE)
-    lab.tags = {}
-    lab.write_fleet("lab")
-    if not all(lab.running_release(device)[0] == BASELINE for device in DEVICES):
-        start = lab.rollout(BASELINE, *waived())
-        assert start.rc == 0, start.out[-6000:]
+    lab = rollout_lab.start_from(BASELINE)
     directory, sums = guest_image()
-    images = [{"name": name, "src": os.path.join(directory, name), "sha256": digest} for name, digest in sorted(sums.items())]
     # vms_memory_limit live: the lab's containers cannot raise QEMU's locked-memory limit (molecule/vms/molecule.yml).
-    settings = {"vms_images": images, "vms_budget": {"vcpus": 1, "memory": "512m"}, "vms_memory_limit": "live"}
+    settings = {"vms_images": vms_images(directory, sums), "vms_budget": {"vcpus": 1, "memory": "512m"},
+                "vms_memory_limit": "live"}
     setup = lab.playbook("tests/integration/playbooks/vms_setup.yml", "-e", json.dumps(settings))
     assert setup.rc == 0, setup.out[-5000:]
-    lab.derive(BASELINE, VM_GOOD, lambda manifest: manifest.update(vms={"inspector": vm(sums, VM_GOOD)}))
+    lab.derive(BASELINE, VM_GOOD, lambda manifest: manifest.update(vms={"inspector": guest_vm(sums, VM_GOOD)}))
     lab.derive(BASELINE, VM_BAD, lambda manifest: manifest.update(
-        vms={"inspector": vm(sums, VM_BAD, serve=False, retries=10)}))
+        vms={"inspector": guest_vm(sums, VM_BAD, serve=False, retries=10)}))
     return lab
 
 

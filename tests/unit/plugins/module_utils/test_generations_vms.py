@@ -133,6 +133,21 @@ def release_of(sums, **kwargs):
     return render_release(manifest(sums, **kwargs), source="vm.yml", vm_domain_type="qemu")[0]
 
 
+def where_of(store, generation):
+    """Where the device keeps generation's VM web (its overlay, seed, data disks)."""
+    return vms.paths(vms.load_vms_config(store.config["vms_config"]), "web",
+                     store.vm_specs(generation, store.manifest(generation))["web"])
+
+
+def confirmed_first(host):
+    """The first release staged, switched and confirmed: where its VM lives."""
+    store = host["store"]
+    store.stage(release_of(host["sums"]))
+    store.switch(1, 60)
+    store.confirm()
+    return where_of(store, 1)
+
+
 # ---- pure functions ----------------------------------------------------------------------
 
 @pytest.mark.parametrize("domain, message", [
@@ -305,16 +320,12 @@ def test_a_generation_that_does_not_change_the_vm_keeps_it_running(host):
 
 def test_rollback_returns_to_the_previous_overlay_and_keeps_the_data_disk(host):
     store, virt = host["store"], host["virt"]
-    store.stage(release_of(host["sums"]))
-    store.switch(1, 60)
-    store.confirm()
-    config = vms.load_vms_config(store.config["vms_config"])
-    first = vms.paths(config, "web", store.vm_specs(1, store.manifest(1))["web"])
+    first = confirmed_first(host)
     with open(first["data"][0], "a") as handle:
         handle.write("\nstate the guest wrote")
     store.stage(release_of(host["sums"], release="vm-2", user_data="#!/bin/sh\nexit 1\n"))
     store.switch(2, 60)
-    second = vms.paths(config, "web", store.vm_specs(2, store.manifest(2))["web"])
+    second = where_of(store, 2)
     assert second["root"] != first["root"] and second["data"] == first["data"]
     assert vms.defined_key(virt.domains["web"]["xml"]) == second["key"]
     store.rollback(health=False)
@@ -345,9 +356,7 @@ def test_drift_names_a_stopped_or_redefined_vm(host):
 
 def test_a_release_without_vms_removes_the_vm_and_its_published_ports(host):
     store, virt = host["store"], host["virt"]
-    store.stage(release_of(host["sums"]))
-    store.switch(1, 60)
-    store.confirm()
+    confirmed_first(host)
     store.stage({"id": "no-vms", "files": [{"path": str(host["tmp"] / "app.conf"), "content": "x\n"}]})
     store.switch(2, 60)
     assert "web" not in virt.domains and virt.nft == {}
@@ -402,9 +411,7 @@ def test_domain_xml_alone_is_refused():
 
 def test_a_vm_that_cannot_be_stopped_fails_the_switch_and_is_not_forgotten(host):
     store, virt = host["store"], host["virt"]
-    store.stage(release_of(host["sums"]))
-    store.switch(1, 60)
-    store.confirm()
+    confirmed_first(host)
     store.stage({"id": "no-vms", "files": [{"path": str(host["tmp"] / "app.conf"), "content": "x\n"}]})
     virt.fail["destroy"] = "error: Failed to terminate process 4242 with SIGKILL: Device or resource busy"
     result = store.switch(2, 60)
@@ -416,9 +423,7 @@ def test_a_vm_that_cannot_be_stopped_fails_the_switch_and_is_not_forgotten(host)
 
 def test_a_paused_guest_is_stopped_before_the_new_definition_starts(host):
     store, virt = host["store"], host["virt"]
-    store.stage(release_of(host["sums"]))
-    store.switch(1, 60)
-    store.confirm()
+    confirmed_first(host)
     virt.domains["web"]["state"] = "paused"  # libvirt pauses a guest whose disk filled up
     store.stage(release_of(host["sums"], release="vm-2", user_data="#!/bin/sh\nhttpd -p 81\n"))
     store.switch(2, 60)
@@ -457,11 +462,7 @@ def test_activation_without_the_vm_host_fails_before_changing_anything(host):
 
 def test_gc_leaves_what_a_power_loss_left_and_what_runs(host):
     store, virt = host["store"], host["virt"]
-    store.stage(release_of(host["sums"]))
-    store.switch(1, 60)
-    store.confirm()
-    config = vms.load_vms_config(store.config["vms_config"])
-    where = vms.paths(config, "web", store.vm_specs(1, store.manifest(1))["web"])
+    where = confirmed_first(host)
     os.makedirs(where["seed"] + ".d")  # an interrupted seed build
     open(os.path.join(where["home"], "root-0123456789abcdef.qcow2.tmp"), "w").close()
     assert store.vm_disks_unused([]) == [], "the running VM's overlay and seed are never unused"
@@ -471,9 +472,7 @@ def test_gc_leaves_what_a_power_loss_left_and_what_runs(host):
 
 def test_a_data_disk_is_never_resized_by_a_release(host):
     store = host["store"]
-    store.stage(release_of(host["sums"]))
-    store.switch(1, 60)
-    store.confirm()
+    confirmed_first(host)
     release = release_of(host["sums"], release="vm-2", data_disks=[{"name": "data", "size": "128m"}])
     with pytest.raises(GenerationError, match=r"release.vms.web.data_disks\[0\].size_mib: .*data-data.qcow2 exists with "
                                               r"64 MiB; a data disk is not resized"):
